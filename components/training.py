@@ -1,0 +1,106 @@
+"""Training pipeline components. Each body imports ``ctloop`` and calls one step function."""
+
+
+from dataclasses import dataclass
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+DEFAULT_IMAGE = "ghcr.io/ctloop/ctloop-runtime:0.1.0"
+
+
+def ingest(config_json: str, cutoff_date: str, dataset: Output[Dataset]) -> str:
+    """Read the training window into one dataset; returns its content hash."""
+    from ctloop.steps import ingest_step
+
+    info = ingest_step(config_json, cutoff_date, dataset.path)
+    dataset.metadata.update(info)
+    return info["content_hash"]
+
+
+def validate(config_json: str, dataset: Input[Dataset], report: Output[Artifact], summary: Output[Markdown]):
+    """Check the dataset against the schema; fails the run on errors."""
+    from ctloop.steps import validate_step
+    from ctloop.reports import validation_markdown
+
+    try:
+        result = validate_step(config_json, dataset.path, report.path)
+    finally:
+        validation_markdown(report.path, summary.path)
+    report.metadata["passed"] = result["passed"]
+
+
+def split(config_json: str, dataset: Input[Dataset], train: Output[Dataset], test: Output[Dataset],
+          recent: Output[Dataset]):
+    """Split into train/test and the recent slice."""
+    from ctloop.steps import split_step
+
+    info = split_step(config_json, dataset.path, train.path, test.path, recent.path)
+    train.metadata["rows"], test.metadata["rows"] = info["train_rows"], info["test_rows"]
+    recent.metadata["rows"] = info["recent_rows"]
+
+
+def train(config_json: str, train: Input[Dataset], model: Output[Model]):
+    """Fit the configured trainer; the model folder carries its transforms."""
+    from ctloop.steps import train_step
+
+    model.metadata.update(train_step(config_json, train.path, model.path))
+
+
+def evaluate(config_json: str, model: Input[Model], test: Input[Dataset], recent: Input[Dataset],
+             metrics: Output[Metrics], decision: Output[Artifact],
+             summary: Output[Markdown]) -> bool:
+    """Evaluate and apply the gate; the decision is written whether it passes or not."""
+    from ctloop.steps import evaluate_step
+
+    record = evaluate_step(config_json, model.path, test.path, recent.path, decision.path)
+    for name, value in record["metrics"].items():
+        metrics.log_metric(name, value)
+    with open(summary.path, "w") as fh:
+        fh.write(record["markdown"])
+    decision.metadata["passed"] = bool(record["passed"])
+    return bool(record["passed"])
+
+
+def register(config_json: str, model: Input[Model], decision: Input[Artifact], dataset: Input[Dataset],
+             run_id: str, kfp_run_name: str, trigger_json: str) -> int:
+    """Register the gate-passing model with its lineage; returns the version."""
+    from ctloop.steps import register_step
+
+    data_info = {k: dataset.metadata.get(k) for k in ("source", "first_day", "last_day", "content_hash")}
+    data_info.update({k: int(dataset.metadata.get(k, 0)) for k in ("rows", "days", "files")})
+    info = register_step(config_json, model.path, decision.path, data_info, run_id or kfp_run_name,
+                         trigger_json)
+    return info["version"]
+
+
+def deploy(config_json: str, version: int, run_id: str, kfp_run_name: str) -> str:
+    """Deploy the version (``deploy.mode``); returns a JSON summary."""
+    import json
+
+    from ctloop.steps import deploy_step
+
+    return json.dumps(deploy_step(config_json, version, run_id or kfp_run_name))
+
+
+@dataclass(frozen=True)
+class Components:
+    """The pipeline's components, built for one runtime image."""
+
+    ingest: Any
+    validate: Any
+    split: Any
+    train: Any
+    evaluate: Any
+    register: Any
+    deploy: Any
+
+
+def build_components(image: str = DEFAULT_IMAGE) -> Components:
+    """Wrap the component functions with ``base_image=image`` and no runtime kfp install."""
+
+    def make(fn):  # type: ignore[no-untyped-def]
+        return dsl.component(fn, base_image=image, install_kfp_package=False)
+
+    return Components(*(make(f) for f in (ingest, validate, split, train, evaluate, register, deploy)))

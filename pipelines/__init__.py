@@ -1,0 +1,1 @@
+"""Pipeline DAGs built from :mod:`components`."""

@@ -1,0 +1,282 @@
+"""Project configuration (``ctloop.yaml``) as typed pydantic models.
+
+The configuration is loaded once at an entry point (CLI, component, server main) and passed down.
+Relative paths resolve against the folder of the config file. Unknown keys and bad values raise
+:class:`~ctloop.errors.ConfigError` naming the field path, e.g.
+``gate.min_metric.roc_auc: must be between 0 and 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ctloop.errors import ConfigError
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _unit_interval(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+UnitFloat = Annotated[float, AfterValidator(_unit_interval)]
+NonNegFloat = Annotated[float, AfterValidator(_non_negative)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+
+class DataConfig(_Section):
+    """Where the data lives and how a training window is cut from it."""
+
+    source: str = Field(description="fsspec URI or path of the partitioned parquet source (date=YYYY-MM-DD/)")
+    target: str = "label"
+    window_days: int = Field(30, ge=1, le=3660)
+    recent_days: int = Field(3, ge=1, le=365)
+    test_fraction: UnitFloat = 0.25
+    allow_missing_days: bool = False
+    seed: int = 0
+
+
+class SchemaConfig(_Section):
+    """The reviewed schema file (YAML) the validate step checks each batch against."""
+
+    path: str = "schema.yaml"
+
+
+class ModelConfig(_Section):
+    """Which trainer to use and its parameters."""
+
+    trainer: Literal["sklearn", "torch"] = "sklearn"
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+
+class MetricBounds(_Section):
+    """Per-metric bounds; unknown metric names are errors."""
+
+    roc_auc: UnitFloat | None = None
+    accuracy: UnitFloat | None = None
+    log_loss: NonNegFloat | None = None
+
+    def items(self) -> list[tuple[str, float]]:
+        """Return the set bounds as ``(metric, value)`` pairs."""
+        return [(k, v) for k, v in self.model_dump().items() if v is not None]
+
+
+class GateConfig(_Section):
+    """Evaluation gate: absolute bounds on holdout metrics."""
+
+    min_metric: MetricBounds = Field(default_factory=lambda: MetricBounds(roc_auc=0.6))
+    max_metric: MetricBounds = Field(default_factory=MetricBounds)
+
+
+class RegistryConfig(_Section):
+    """Model registry storage."""
+
+    uri: str = "registry"
+
+
+class ServingConfig(_Section):
+    """Model server settings."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    poll_seconds: float = Field(5.0, gt=0)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    min_replicas: int = Field(0, ge=0)
+    max_replicas: int = Field(3, ge=1)
+    canary_traffic_percent: int = Field(100, ge=0, le=100)
+
+
+class DriftConfig(_Section):
+    """Drift watcher settings."""
+
+    window_rows: int = Field(2000, ge=10)
+    min_rows: int = Field(500, ge=1)
+    consecutive_windows: int = Field(2, ge=1)
+    psi_threshold: NonNegFloat = 0.2
+    drift_share_alert: UnitFloat = 0.25
+    alert_for: str = "1m"
+
+
+class TriggersConfig(_Section):
+    """Trigger policy settings."""
+
+    cooldown_minutes: float = Field(60.0, ge=0)
+    daily_budget: int = Field(4, ge=0)
+    schedule: str | None = None
+    volume_rows: int | None = Field(None, ge=1)
+    ledger: str = "state/ledger.sqlite"
+
+
+class ImagesConfig(_Section):
+    """Container images the compiled pipeline uses."""
+
+    runtime: str = "ghcr.io/ctloop/ctloop-runtime:0.1.0"
+    trainer_gpu: str = "ghcr.io/ctloop/ctloop-trainer-gpu:0.1.0"
+
+    @field_validator("runtime", "trainer_gpu")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        tag = value.rsplit("/", 1)[-1]
+        if ":" not in tag and "@" not in tag:
+            raise ValueError(f"image {value!r} must carry a tag or digest")
+        if tag.endswith(":latest"):
+            raise ValueError(f"image {value!r} must not use the ':latest' tag")
+        return value
+
+
+class KfpConfig(_Section):
+    """Kubeflow Pipelines connection and layout."""
+
+    host: str | None = None
+    namespace: str = "kubeflow"
+    experiment: str = "ctloop"
+    pipeline_root: str = "runs"
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
+
+
+class DeployConfig(_Section):
+    """How a promoted model reaches serving."""
+
+    mode: Literal["local", "gitops", "kubernetes"] = "local"
+
+
+class ProjectConfig(_Section):
+    """The whole ``ctloop.yaml``."""
+
+    name: str
+    data: DataConfig
+    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    kfp: KfpConfig = Field(default_factory=KfpConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must be a lowercase DNS label (a-z, 0-9, '-'; at most 63 characters)")
+        return value
+
+    def to_json(self) -> str:
+        """Serialise to canonical JSON (the form passed to pipeline components)."""
+        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+
+    def config_hash(self) -> str:
+        """SHA-256 of the canonical JSON form."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """Render a pydantic error as ``source: field.path: message`` lines."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join("schema" if p == "schema_" else str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {path}: {msg}")
+    return "\n".join(lines)
+
+
+def _resolve(value: str, base: Path) -> str:
+    if "://" in value:
+        if value.startswith("file://"):
+            rest = value.removeprefix("file://")
+            return str((base / rest).resolve()) if not rest.startswith("/") else rest
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Resolve the config's relative paths against ``base`` (in a copy of the raw mapping)."""
+    out = json.loads(json.dumps(raw))
+    for section, key in (
+        ("data", "source"),
+        ("schema", "path"),
+        ("registry", "uri"),
+        ("kfp", "pipeline_root"),
+        ("triggers", "ledger"),
+    ):
+        sec = out.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get(key), str):
+            sec[key] = _resolve(sec[key], base)
+    if isinstance(out.get("schema"), str):
+        out["schema"] = {"path": _resolve(out["schema"], base)}
+    defaults = {"schema": ("path", "schema.yaml"), "registry": ("uri", "registry"),
+                "kfp": ("pipeline_root", "runs"), "triggers": ("ledger", "state/ledger.sqlite")}
+    for section, (key, default) in defaults.items():
+        sec = out.setdefault(section, {})
+        if isinstance(sec, dict) and key not in sec:
+            sec[key] = _resolve(default, base)
+    return out
+
+
+def parse_config(raw: Any, source: str = "<config>", base: Path | None = None) -> ProjectConfig:
+    """Validate a raw mapping into a :class:`ProjectConfig`.
+
+    Args:
+        raw: The mapping read from YAML or JSON.
+        source: Where it came from, used in error messages.
+        base: Folder that relative paths resolve against; ``None`` leaves paths as they are.
+
+    Raises:
+        ConfigError: On unknown keys or bad values, naming each field path.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    if base is not None:
+        raw = resolve_paths(raw, base)
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from exc
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    """Load ``ctloop.yaml`` from disk.
+
+    Raises:
+        ConfigError: When the file is missing, is not YAML, or does not validate.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found (create one with `ctloop init DIR`)")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    return parse_config(raw, source=str(p), base=p.parent.resolve())
+
+
+def config_from_json(text: str) -> ProjectConfig:
+    """Rebuild a config from its canonical JSON (as passed to pipeline components)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config_json: not valid JSON: {exc}") from exc
+    return parse_config(raw, source="config_json")

@@ -1,0 +1,49 @@
+"""Typed errors. Each says what was wrong, where, and what to do."""
+
+from __future__ import annotations
+
+
+class CtloopError(Exception):
+    """Base of every ctloop error."""
+
+    exit_code: int = 1
+
+
+class ConfigError(CtloopError, ValueError):
+    """The project configuration is missing or invalid."""
+
+    exit_code = 2
+
+
+class DataError(CtloopError, ValueError):
+    """The data source is empty, unreadable or malformed."""
+
+    exit_code = 3
+
+
+class DataValidationError(DataError):
+    """A batch failed the data validation gate."""
+
+    exit_code = 3
+
+
+class SchemaError(ConfigError):
+    """The schema file is missing or invalid."""
+
+    exit_code = 2
+
+
+class ModelError(CtloopError, RuntimeError):
+    """A model artifact could not be trained, saved or loaded."""
+
+
+class RegistryError(CtloopError, RuntimeError):
+    """The model registry is unreachable, corrupt, or the request cannot be met."""
+
+
+class VersionNotFoundError(RegistryError, LookupError):
+    """A registry version or alias does not exist."""
+
+
+class PipelineRunError(CtloopError, RuntimeError):
+    """A pipeline run failed for a reason other than bad data."""
