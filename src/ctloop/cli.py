@@ -23,8 +23,10 @@ app = typer.Typer(help="ctloop: continuous training for Kubeflow Pipelines.", no
                   pretty_exceptions_enable=False, add_completion=False)
 registry_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
 schema_app = typer.Typer(help="Work with the data schema.", no_args_is_help=True)
+manifests_app = typer.Typer(help="Config-derived cluster files.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 app.add_typer(schema_app, name="schema")
+app.add_typer(manifests_app, name="manifests")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
@@ -229,6 +231,18 @@ def schema_infer(
     snap = read_window(data, window_days, allow_missing_days=True, target=target)
     out.write_text(dump_schema(infer_schema(snap.frame, target)))
     _console().print(f"wrote [bold]{out}[/] from {len(snap.frame)} rows; review it before committing")
+
+
+@manifests_app.command("render")
+def manifests_render(
+    config: ConfigOpt,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("manifests"),
+) -> None:
+    """Render every config-derived file (InferenceService, PrometheusRule, ...) under OUT."""
+    from ctloop.render import render_all
+
+    for p in render_all(_load(config), out):
+        _console().print(f"wrote [bold]{p}[/]")
 
 
 def main() -> None:
