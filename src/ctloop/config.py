@@ -60,6 +60,14 @@ class SchemaConfig(_Section):
     path: str = "schema.yaml"
 
 
+class ValidationConfig(_Section):
+    """Data validation thresholds (checks against the champion's reference profile)."""
+
+
+class TrainingConfig(_Section):
+    """Where and how the train step runs on a cluster (GPU spot pool, checkpoints)."""
+
+
 class ModelConfig(_Section):
     """Which trainer to use and its parameters."""
 
@@ -165,7 +173,9 @@ class ProjectConfig(_Section):
     name: str
     data: DataConfig
     schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
