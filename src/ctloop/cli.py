@@ -245,6 +245,11 @@ def manifests_render(
         _console().print(f"wrote [bold]{p}[/]")
 
 
+from ctloop.cli_triggers import register as _register_triggers  # noqa: E402
+
+_register_triggers(app)
+
+
 def main() -> None:
     """Entry point: run the app and map typed errors to exit codes."""
     try:
