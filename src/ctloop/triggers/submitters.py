@@ -173,9 +173,9 @@ class KfpSubmitter:
 
     def find(self, run_id: str) -> Any | None:
         """The KFP run whose display name is ``run_id``, if one exists."""
-        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": run_id}]})
+        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": run_id}]})
         try:
-            resp = self.client.list_runs(namespace=self.cfg.kfp.namespace, page_size=5, filter=flt)
+            resp = self.client.list_runs(page_size=5, filter=flt)
         except Exception as exc:
             raise SubmitError(f"kfp {self.cfg.kfp.host}: cannot list runs ({exc})") from exc
         runs = [r for r in (resp.runs or []) if r.display_name == run_id]
@@ -191,7 +191,7 @@ class KfpSubmitter:
         try:
             res = self.client.create_run_from_pipeline_package(
                 self.pipeline_file, arguments=args, run_name=req.run_id,
-                experiment_name=self.cfg.kfp.experiment, namespace=self.cfg.kfp.namespace)
+                experiment_name=self.cfg.kfp.experiment)
         except Exception as exc:
             raise SubmitError(f"kfp {self.cfg.kfp.host}: cannot create run {req.run_id} ({exc})") from exc
         return RunUpdate("submitted", external_id=res.run_id)
