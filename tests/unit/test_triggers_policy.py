@@ -179,3 +179,31 @@ def _json(doc: object) -> bytes:
     import json
 
     return json.dumps(doc).encode()
+
+
+def test_embedded_evaluator_in_the_service_fires_once_through_the_policy(tmp_path: Path) -> None:
+    from prometheus_client import Gauge
+
+    drift = CollectorRegistry()
+    gauge = Gauge("ctloop_drift_share", "drift share", ["model"], registry=drift)
+    clock = Clock()
+    cfg = load_config(trigger_project(tmp_path / "p", evaluation_interval="5s"))  # alert_for: 2s
+    svc = build_service(cfg, tmp_path / "subs.sqlite", drift_registry=drift, clock=clock)
+    try:
+        assert svc.evaluator is not None
+        gauge.labels("churn").set(0.6)
+        decisions = []
+        for _ in range(6):
+            decisions += svc.tick()
+            clock.advance(seconds=5)
+        assert [d.reason_code for d in decisions] == ["fired", "duplicate", "duplicate", "duplicate", "duplicate"]
+        gauge.labels("churn").set(0.0)
+        (res,) = svc.tick()
+        assert res.reason_code == "resolved"
+        assert len(RecordingSubmitter(tmp_path / "subs.sqlite").submissions()) == 1
+    finally:
+        svc.stop()
+    on = load_config(trigger_project(tmp_path / "q", prometheus=True))
+    svc2 = build_service(on, tmp_path / "subs2.sqlite", drift_registry=drift)
+    assert svc2.evaluator is None  # Prometheus in use: the embedded evaluator is off
+    svc2.stop()
