@@ -43,8 +43,10 @@ class RecordingSubmitter:
         self.path = Path(path)
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
-            c.execute("CREATE TABLE IF NOT EXISTS submissions (run_id TEXT PRIMARY KEY, trigger_id INTEGER,"
-                      " at REAL, trigger TEXT)")
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS submissions (run_id TEXT PRIMARY KEY, trigger_id INTEGER,"
+                " at REAL, trigger TEXT)"
+            )
             c.execute("CREATE TABLE IF NOT EXISTS attempts (run_id TEXT, at REAL)")
 
     @contextlib.contextmanager
@@ -58,8 +60,10 @@ class RecordingSubmitter:
     def submit(self, req: RunRequest) -> RunUpdate:
         with self._conn() as c:
             c.execute("INSERT INTO attempts VALUES (?, ?)", (req.run_id, time.time()))
-            c.execute("INSERT OR IGNORE INTO submissions VALUES (?, ?, ?, ?)",
-                      (req.run_id, req.trigger_id, time.time(), json.dumps(req.trigger)))
+            c.execute(
+                "INSERT OR IGNORE INTO submissions VALUES (?, ?, ?, ?)",
+                (req.run_id, req.trigger_id, time.time(), json.dumps(req.trigger)),
+            )
         return RunUpdate("submitted", external_id=f"rec-{req.run_id}")
 
     def poll(self, req: RunRequest, external_id: str | None) -> RunUpdate | None:
@@ -80,26 +84,52 @@ def trigger_project(root: Path, port: int = 8090, **triggers: Any) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "secrets").mkdir(exist_ok=True)
     (root / "secrets" / "trigger-token").write_text(TOKEN + "\n")
-    doc = {"name": "churn", "data": {"source": "data"},
-           "drift": {"drift_share_alert": 0.3, "alert_for": "2s"},
-           "triggers": {"cooldown_minutes": 60, "daily_budget": 4, "endpoint": f"http://127.0.0.1:{port}",
-                        **triggers}}
+    doc = {
+        "name": "churn",
+        "data": {"source": "data"},
+        "drift": {"drift_share_alert": 0.3, "alert_for": "2s"},
+        "triggers": {
+            "cooldown_minutes": 60,
+            "daily_budget": 4,
+            "endpoint": f"http://127.0.0.1:{port}",
+            **triggers,
+        },
+    }
     p = root / "ctloop.yaml"
     p.write_text(yaml.safe_dump(doc))
     return p
 
 
-def webhook(status: str = "firing", group_key: str = '{}:{alertname="CtloopDriftShareHigh"}',
-            starts_at: str = "2026-11-29T10:00:00Z", model: str = "churn") -> dict[str, Any]:
+def webhook(
+    status: str = "firing",
+    group_key: str = '{}:{alertname="CtloopDriftShareHigh"}',
+    starts_at: str = "2026-11-29T10:00:00Z",
+    model: str = "churn",
+) -> dict[str, Any]:
     """An Alertmanager webhook v4 body for the drift alert."""
     labels = {"alertname": "CtloopDriftShareHigh", "model": model, "ctloop": "retrain", "severity": "warning"}
-    return {"version": "4", "groupKey": group_key, "truncatedAlerts": 0, "status": status,
-            "receiver": "ctloop-watcher", "groupLabels": {"alertname": "CtloopDriftShareHigh", "model": model},
-            "commonLabels": labels, "commonAnnotations": {"summary": "drift share high"},
-            "externalURL": "http://alertmanager", "alerts": [{
-                "status": status, "labels": labels, "annotations": {"summary": "drift share of churn is 50%"},
-                "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else starts_at,
-                "generatorURL": "http://prometheus/graph", "fingerprint": "abc123"}]}
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "ctloop-watcher",
+        "groupLabels": {"alertname": "CtloopDriftShareHigh", "model": model},
+        "commonLabels": labels,
+        "commonAnnotations": {"summary": "drift share high"},
+        "externalURL": "http://alertmanager",
+        "alerts": [
+            {
+                "status": status,
+                "labels": labels,
+                "annotations": {"summary": "drift share of churn is 50%"},
+                "startsAt": starts_at,
+                "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else starts_at,
+                "generatorURL": "http://prometheus/graph",
+                "fingerprint": "abc123",
+            }
+        ],
+    }
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -128,8 +158,9 @@ def serve_in_thread(app: Any, port: int) -> Iterator[str]:
     """Run an ASGI app under uvicorn on 127.0.0.1:``port`` in a thread; yield its base URL."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     base = f"http://127.0.0.1:{port}"
@@ -142,11 +173,14 @@ def serve_in_thread(app: Any, port: int) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def managed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def managed(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start a process (own process group) and always stop it."""
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True
+        )
     try:
         yield proc
     finally:
@@ -163,18 +197,36 @@ def managed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Ite
 
 def server_cmd(config: Path, port: int, submissions: Path) -> list[str]:
     """The command that runs :func:`main` (the trigger app with a recording submitter)."""
-    return [sys.executable, "-m", "tests.helpers_triggers", "--config", str(config), "--port", str(port),
-            "--submissions", str(submissions)]
+    return [
+        sys.executable,
+        "-m",
+        "tests.helpers_triggers",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--submissions",
+        str(submissions),
+    ]
 
 
-def build_service(cfg: ProjectConfig, submissions: Path, drift_registry: CollectorRegistry | None = None,
-                  clock: Callable[[], dt.datetime] | None = None) -> Any:
+def build_service(
+    cfg: ProjectConfig,
+    submissions: Path,
+    drift_registry: CollectorRegistry | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> Any:
     """A trigger service with a recording submitter."""
     from ctloop.triggers.service import TriggerService
 
     kw = {"clock": clock} if clock else {}
-    return TriggerService.create(cfg, CollectorRegistry(), submitter=RecordingSubmitter(submissions),
-                                 drift_registry=drift_registry, **kw)
+    return TriggerService.create(
+        cfg,
+        CollectorRegistry(),
+        submitter=RecordingSubmitter(submissions),
+        drift_registry=drift_registry,
+        **kw,
+    )
 
 
 def main() -> None:

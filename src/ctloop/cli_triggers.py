@@ -22,7 +22,9 @@ def trigger(
     config: ConfigOpt,
     reason: Annotated[str, typer.Option(help="Why: recorded in the ledger and the model's lineage.")],
     source: Annotated[str, typer.Option(help="manual, schedule or volume.")] = "manual",
-    key: Annotated[str | None, typer.Option(help="Idempotency key (default: reason + current minute).")] = None,
+    key: Annotated[
+        str | None, typer.Option(help="Idempotency key (default: reason + current minute).")
+    ] = None,
     url: Annotated[str | None, typer.Option(help="Watcher base URL (default: triggers.endpoint).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
@@ -34,8 +36,12 @@ def trigger(
     token = read_token(cfg.triggers.token_file)
     base = (url or cfg.triggers.endpoint).rstrip("/")
     body = {"source": source, "reason": reason, **({"key": key} if key else {})}
-    req = urllib.request.Request(f"{base}/trigger", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/trigger",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             doc = json.loads(resp.read())
@@ -43,14 +49,18 @@ def trigger(
         detail = exc.read().decode(errors="replace")
         raise TriggerError(f"{base}/trigger answered {exc.code}: {detail}") from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise TriggerError(f"{base}/trigger: cannot reach the watcher ({exc}); is it running? "
-                           "(set triggers.endpoint or pass --url)") from exc
+        raise TriggerError(
+            f"{base}/trigger: cannot reach the watcher ({exc}); is it running? "
+            "(set triggers.endpoint or pass --url)"
+        ) from exc
     if json_out:
         typer.echo(json.dumps(doc))
         return
     fired = doc.get("decision") == "fired"
-    Console().print(f"[{'green' if fired else 'yellow'}]{doc.get('decision')}[/] trigger #{doc.get('trigger_id')}: "
-                    f"{doc.get('reason')}" + (f" → run {doc['run_id']}" if doc.get("run_id") else ""))
+    Console().print(
+        f"[{'green' if fired else 'yellow'}]{doc.get('decision')}[/] trigger #{doc.get('trigger_id')}: "
+        f"{doc.get('reason')}" + (f" → run {doc['run_id']}" if doc.get("run_id") else "")
+    )
 
 
 def triggers(
@@ -65,7 +75,9 @@ def triggers(
     cfg = load_config(config)
     path = Path(cfg.triggers.ledger)
     if not path.exists():
-        raise TriggerError(f"triggers.ledger {path}: no ledger yet (the watcher creates it on its first trigger)")
+        raise TriggerError(
+            f"triggers.ledger {path}: no ledger yet (the watcher creates it on its first trigger)"
+        )
     ledger = Ledger(path)
     try:
         rows = ledger.rows(limit=limit)
@@ -73,15 +85,25 @@ def triggers(
     finally:
         ledger.close()
     if json_out:
-        typer.echo(json.dumps({"ledger": str(path), "counts": counts, "triggers": [r.to_dict() for r in rows]}))
+        typer.echo(
+            json.dumps({"ledger": str(path), "counts": counts, "triggers": [r.to_dict() for r in rows]})
+        )
         return
     t = Table(title=f"trigger ledger {path}")
     for col in ("#", "received", "source", "decision", "reason", "run", "status", "version"):
         t.add_column(col)
     for r in rows:
         style = "green" if r.decision == "fired" else "yellow"
-        t.add_row(str(r.id), r.received_at[:19], r.source, f"[{style}]{r.decision}[/]", r.reason,
-                  r.run_id or "-", r.run_status or "-", str(r.version) if r.version is not None else "-")
+        t.add_row(
+            str(r.id),
+            r.received_at[:19],
+            r.source,
+            f"[{style}]{r.decision}[/]",
+            r.reason,
+            r.run_id or "-",
+            r.run_status or "-",
+            str(r.version) if r.version is not None else "-",
+        )
     Console(file=sys.stdout).print(t)
 
 

@@ -139,7 +139,7 @@ class TriggersConfig(_Section):
     token_secret: str = "ctloop-trigger-token"
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     submitter: Literal["local", "kfp"] = "local"
-    prometheus: bool = Field(False, description="true: Prometheus evaluates the rules; the embedded evaluator is off")
+    prometheus: bool = Field(False, description="Prometheus evaluates the rules (embedded evaluator off)")
     evaluation_interval: str = "15s"
     group_wait: str = "1s"
     group_interval: str = "1m"

@@ -12,7 +12,14 @@ import pytest
 from ctloop.config import load_config
 from ctloop.triggers.api import build_trigger_app
 from tests.conftest import free_port, run_cli
-from tests.helpers_triggers import TOKEN, RecordingSubmitter, build_service, serve_in_thread, trigger_project, webhook
+from tests.helpers_triggers import (
+    TOKEN,
+    RecordingSubmitter,
+    build_service,
+    serve_in_thread,
+    trigger_project,
+    webhook,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +91,9 @@ def test_cli_trigger_posts_and_triggers_shows_ledger(server) -> None:  # type: i
     assert "one run per model" in ledger["triggers"][0]["reason"]
     p = run_cli("triggers", "--config", str(cfg_path))
     assert p.returncode == 0 and "fired" in p.stdout
-    p = run_cli("trigger", "--config", str(cfg_path), "--reason", "x", "--url", f"http://127.0.0.1:{free_port()}")
+    p = run_cli(
+        "trigger", "--config", str(cfg_path), "--reason", "x", "--url", f"http://127.0.0.1:{free_port()}"
+    )
     assert p.returncode == 1 and "cannot reach the watcher" in p.stderr
 
 

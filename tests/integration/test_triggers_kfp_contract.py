@@ -83,15 +83,25 @@ class KfpContract(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         path, _q = self._record(body)
         if path == "/apis/v2beta1/experiments":
-            exp = {"experiment_id": f"exp-{len(self.experiments) + 1}", "display_name": body["display_name"],
-                   "created_at": CREATED, "storage_state": "AVAILABLE"}
+            exp = {
+                "experiment_id": f"exp-{len(self.experiments) + 1}",
+                "display_name": body["display_name"],
+                "created_at": CREATED,
+                "storage_state": "AVAILABLE",
+            }
             self.experiments[exp["experiment_id"]] = exp
             return self._send(200, exp)
         if path == "/apis/v2beta1/runs":
             run_id = f"0b5e{len(self.runs):04d}-aaaa-bbbb-cccc-000000000000"
-            run = {"run_id": run_id, "display_name": body["display_name"], "experiment_id": body["experiment_id"],
-                   "storage_state": "AVAILABLE", "state": "PENDING", "created_at": CREATED,
-                   "runtime_config": body.get("runtime_config", {})}
+            run = {
+                "run_id": run_id,
+                "display_name": body["display_name"],
+                "experiment_id": body["experiment_id"],
+                "storage_state": "AVAILABLE",
+                "state": "PENDING",
+                "created_at": CREATED,
+                "runtime_config": body.get("runtime_config", {}),
+            }
             self.runs[run_id] = run
             return self._send(200, run)
         return self._send(404, {"code": 5, "message": f"no route {path}"})
@@ -130,7 +140,10 @@ def test_kfp_submitter_against_recorded_v2beta1_contract(tmp_path: Path, kfp_ser
     # the same run again (e.g. recovery after a crash): found by its name, not created twice
     again = sub.submit(req)
     assert again.external_id == first.external_id
-    assert len([r for r in contract.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"]) == 1
+    assert (
+        len([r for r in contract.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"])
+        == 1
+    )
     listed = [r for r in contract.requests if r["method"] == "GET" and r["path"] == "/apis/v2beta1/runs"]
     assert json.loads(listed[-1]["query"]["filter"][0])["predicates"][0]["stringValue"] == req.run_id
     done = sub.poll(req, first.external_id)
@@ -158,8 +171,12 @@ def test_kfp_submitter_through_the_service_and_errors(tmp_path: Path, kfp_server
     finally:
         svc.stop()
     # an unreachable KFP: the trigger stays in the ledger as submit_failed with the error
-    dead = cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"host": f"http://127.0.0.1:{free_port()}"}),
-                                  "triggers": cfg.triggers.model_copy(update={"ledger": str(tmp_path / "l2.sqlite")})})
+    dead = cfg.model_copy(
+        update={
+            "kfp": cfg.kfp.model_copy(update={"host": f"http://127.0.0.1:{free_port()}"}),
+            "triggers": cfg.triggers.model_copy(update={"ledger": str(tmp_path / "l2.sqlite")}),
+        }
+    )
     svc2 = TriggerService.create(dead, CollectorRegistry())
     try:
         d = svc2.handle(Trigger("manual", "churn", episode="e2", reason="kfp down"))

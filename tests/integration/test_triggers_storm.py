@@ -18,7 +18,16 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.helpers_triggers import TOKEN, RecordingSubmitter, http_ok, managed, server_cmd, trigger_project, wait_for, webhook
+from tests.helpers_triggers import (
+    TOKEN,
+    RecordingSubmitter,
+    http_ok,
+    managed,
+    server_cmd,
+    trigger_project,
+    wait_for,
+    webhook,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,34 +39,56 @@ def storm_requests(seed: int = 1) -> list[dict[str, Any]]:
     firing = json.dumps(webhook()).encode()
     reqs: list[dict[str, Any]] = []
     reqs += [{"kind": "duplicate", "body": firing, "headers": AUTH, "expect": 200} for _ in range(600)]
-    reqs += [{"kind": "regrouped", "headers": AUTH, "expect": 200,
-              "body": json.dumps(webhook(group_key=f"{{}}:{{alertname=\"X\",shard=\"{i % 7}\"}}")).encode()}
-             for i in range(100)]
-    reqs += [{"kind": "resolved", "body": json.dumps(webhook("resolved")).encode(), "headers": AUTH,
-              "expect": 200} for _ in range(100)]
-    bad = [b"{not json", b'{"version":"4"}', b'{"version":"3","groupKey":"g","status":"firing","alerts":[{}]}',
-           b"[]", json.dumps({**webhook(), "alerts": []}).encode()]
-    reqs += [{"kind": "malformed", "body": bad[i % len(bad)], "headers": AUTH, "expect": 400} for i in range(100)]
+    reqs += [
+        {
+            "kind": "regrouped",
+            "headers": AUTH,
+            "expect": 200,
+            "body": json.dumps(webhook(group_key=f'{{}}:{{alertname="X",shard="{i % 7}"}}')).encode(),
+        }
+        for i in range(100)
+    ]
+    reqs += [
+        {"kind": "resolved", "body": json.dumps(webhook("resolved")).encode(), "headers": AUTH, "expect": 200}
+        for _ in range(100)
+    ]
+    bad = [
+        b"{not json",
+        b'{"version":"4"}',
+        b'{"version":"3","groupKey":"g","status":"firing","alerts":[{}]}',
+        b"[]",
+        json.dumps({**webhook(), "alerts": []}).encode(),
+    ]
+    reqs += [
+        {"kind": "malformed", "body": bad[i % len(bad)], "headers": AUTH, "expect": 400} for i in range(100)
+    ]
     unauth = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}]
-    reqs += [{"kind": "unauthenticated", "body": firing, "headers": unauth[i % 3], "expect": 401}
-             for i in range(100)]
+    reqs += [
+        {"kind": "unauthenticated", "body": firing, "headers": unauth[i % 3], "expect": 401}
+        for i in range(100)
+    ]
     random.Random(seed).shuffle(reqs)
     return reqs
 
 
-async def _post_all(base: str, reqs: list[dict[str, Any]], concurrency: int = 32,
-                    on_progress: Any = None) -> list[tuple[dict[str, Any], int | None, Any]]:
+async def _post_all(
+    base: str, reqs: list[dict[str, Any]], concurrency: int = 32, on_progress: Any = None
+) -> list[tuple[dict[str, Any], int | None, Any]]:
     sem = asyncio.Semaphore(concurrency)
     done = 0
     results: list[tuple[dict[str, Any], int | None, Any]] = []
 
     async with httpx.AsyncClient(timeout=30) as client:
+
         async def one(r: dict[str, Any]) -> None:
             nonlocal done
             async with sem:
                 try:
-                    resp = await client.post(f"{base}/alerts", content=r["body"],
-                                             headers={**r["headers"], "Content-Type": "application/json"})
+                    resp = await client.post(
+                        f"{base}/alerts",
+                        content=r["body"],
+                        headers={**r["headers"], "Content-Type": "application/json"},
+                    )
                     results.append((r, resp.status_code, resp.json()))
                 except httpx.TransportError as exc:
                     results.append((r, None, repr(exc)))
@@ -78,7 +109,9 @@ def _ledger(path: Path) -> list[sqlite3.Row]:
         c.close()
 
 
-def _check_exactly_one(cfg_path: Path, subs: Path, results: list[tuple[dict[str, Any], int | None, Any]]) -> None:
+def _check_exactly_one(
+    cfg_path: Path, subs: Path, results: list[tuple[dict[str, Any], int | None, Any]]
+) -> None:
     from ctloop.config import load_config
 
     ledger = _ledger(Path(load_config(cfg_path).triggers.ledger))
@@ -114,8 +147,13 @@ def test_storm_of_1000_posts_submits_exactly_one_run(tmp_path: Path) -> None:
     by_kind: dict[str, set[int | None]] = {}
     for req, status, _ in results:
         by_kind.setdefault(req["kind"], set()).add(status)
-    assert by_kind == {"duplicate": {200}, "regrouped": {200}, "resolved": {200}, "malformed": {400},
-                       "unauthenticated": {401}}
+    assert by_kind == {
+        "duplicate": {200},
+        "regrouped": {200},
+        "resolved": {200},
+        "malformed": {400},
+        "unauthenticated": {401},
+    }
     _check_exactly_one(cfg, subs, results)
     from ctloop.config import load_config
 

@@ -38,8 +38,12 @@ def test_local_submitter_runs_pipeline_and_records_lineage_then_volume_fires(tmp
         assert d.fired
         second = svc.handle(Trigger("manual", cfg.name, episode="audit-2", reason="again"))
         assert second.reason_code == "active_run"
-        row = wait_for(lambda: (r := svc.ledger.get(d.trigger_id)).run_status not in ("pending", "submitted")
-                       and r, 240, "the local run's outcome in the ledger", interval=0.5)
+        row = wait_for(
+            lambda: (r := svc.ledger.get(d.trigger_id)).run_status not in ("pending", "submitted") and r,
+            240,
+            "the local run's outcome in the ledger",
+            interval=0.5,
+        )
     finally:
         svc.stop()
     assert row.run_status == "succeeded", row.detail
@@ -53,8 +57,12 @@ def test_local_submitter_runs_pipeline_and_records_lineage_then_volume_fires(tmp
     # new-data volume: nothing new past the champion's watermark yet
     c0 = count_new_rows(cfg)
     assert (c0.rows, c0.watermark, c0.champion) == (0, meta["data"]["last_day"], 1)
-    vsvc = build_service(cfg.model_copy(update={"triggers": cfg.triggers.model_copy(
-        update={"ledger": str(tmp_path / "vol.sqlite")})}), tmp_path / "subs.sqlite")
+    vsvc = build_service(
+        cfg.model_copy(
+            update={"triggers": cfg.triggers.model_copy(update={"ledger": str(tmp_path / "vol.sqlite")})}
+        ),
+        tmp_path / "subs.sqlite",
+    )
     try:
         assert vsvc.tick() == []
         write_stream(tmp_path / "proj" / "data", START + dt.timedelta(days=6), 3, 5, 250, DriftSpec(None))

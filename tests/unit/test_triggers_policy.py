@@ -75,13 +75,23 @@ def test_duplicate_active_cooldown_budget_each_recorded_with_reason(setup) -> No
     clock.now = clock.now.replace(hour=0, minute=5) + dt.timedelta(days=1)
     assert svc.handle(manual("f")).fired
     counts = svc.ledger.counts()
-    assert counts == {"fired:fired": 3, "suppressed:duplicate": 2, "suppressed:active_run": 1,
-                      "suppressed:cooldown": 1, "suppressed:budget": 1}
+    assert counts == {
+        "fired:fired": 3,
+        "suppressed:duplicate": 2,
+        "suppressed:active_run": 1,
+        "suppressed:cooldown": 1,
+        "suppressed:budget": 1,
+    }
     assert [s["run_id"] for s in rec.submissions()] == [manual(k).run_id for k in "adf"]
     rows = svc.ledger.rows()
     assert all(r.reason for r in rows)
-    assert svc.registry.get_sample_value("ctloop_triggers_total", {"model": "churn", "source": "manual",
-                                         "decision": "suppressed", "reason": "cooldown"}) == 1.0
+    assert (
+        svc.registry.get_sample_value(
+            "ctloop_triggers_total",
+            {"model": "churn", "source": "manual", "decision": "suppressed", "reason": "cooldown"},
+        )
+        == 1.0
+    )
 
 
 def test_resolved_and_unknown_model_are_recorded_not_fired(setup) -> None:  # type: ignore[no-untyped-def]
@@ -102,12 +112,15 @@ def test_alert_resends_share_a_key_new_episode_does_not() -> None:
     assert a.lineage()["cause"] == "drift"
 
 
-@pytest.mark.parametrize("body,needle", [
-    (b"{not json", "not valid JSON"),
-    (b'{"version": "3", "groupKey": "g", "status": "firing", "alerts": []}', "version"),
-    (b'{"version": "4", "groupKey": "g", "status": "firing", "alerts": []}', "alerts"),
-    (b'{"version": "4", "groupKey": "g", "status": "burning", "alerts": [{}]}', "status"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"version": "3", "groupKey": "g", "status": "firing", "alerts": []}', "version"),
+        (b'{"version": "4", "groupKey": "g", "status": "firing", "alerts": []}', "alerts"),
+        (b'{"version": "4", "groupKey": "g", "status": "burning", "alerts": [{}]}', "status"),
+    ],
+)
 def test_malformed_webhook_names_the_problem(body: bytes, needle: str) -> None:
     with pytest.raises(PayloadError, match=needle):
         parse_webhook(body)
@@ -123,11 +136,31 @@ def test_ledger_unique_fired_key_and_survives_reopen(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.sqlite")
     now = dt.datetime.now(dt.UTC)
     with led.transaction() as c:
-        led.insert(c, received_at=now, source="manual", model="m", decision="fired", reason_code="fired",
-                   reason="r", idempotency_key="k", run_id="m-1", run_status="pending")
+        led.insert(
+            c,
+            received_at=now,
+            source="manual",
+            model="m",
+            decision="fired",
+            reason_code="fired",
+            reason="r",
+            idempotency_key="k",
+            run_id="m-1",
+            run_status="pending",
+        )
     with pytest.raises(sqlite3.IntegrityError), led.transaction() as c:
-        led.insert(c, received_at=now, source="manual", model="m", decision="fired", reason_code="fired",
-                   reason="r", idempotency_key="k", run_id="m-2", run_status="pending")
+        led.insert(
+            c,
+            received_at=now,
+            source="manual",
+            model="m",
+            decision="fired",
+            reason_code="fired",
+            reason="r",
+            idempotency_key="k",
+            run_id="m-2",
+            run_status="pending",
+        )
     led.close()
     led2 = Ledger(tmp_path / "l.sqlite")
     assert [r.run_id for r in led2.rows()] == ["m-1"]
@@ -196,7 +229,13 @@ def test_embedded_evaluator_in_the_service_fires_once_through_the_policy(tmp_pat
         for _ in range(6):
             decisions += svc.tick()
             clock.advance(seconds=5)
-        assert [d.reason_code for d in decisions] == ["fired", "duplicate", "duplicate", "duplicate", "duplicate"]
+        assert [d.reason_code for d in decisions] == [
+            "fired",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+        ]
         gauge.labels("churn").set(0.0)
         (res,) = svc.tick()
         assert res.reason_code == "resolved"

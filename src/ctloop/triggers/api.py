@@ -101,16 +101,25 @@ def routes(svc: TriggerService) -> list[Route]:
             elif req.source == "volume":
                 t_or_none = await run_in_threadpool(volume_trigger, svc.cfg)
                 if t_or_none is None:
-                    return JSONResponse({"decision": "not_triggered",
-                                         "reason": "fewer new labelled rows than triggers.volume_rows "
-                                                   "(or volume_rows not set)"})
+                    return JSONResponse(
+                        {
+                            "decision": "not_triggered",
+                            "reason": "fewer new labelled rows than triggers.volume_rows "
+                            "(or volume_rows not set)",
+                        }
+                    )
                 t = t_or_none
             else:
                 from ctloop.triggers.policy import Trigger
 
                 episode = req.key or f"{req.reason}|{now.strftime('%Y-%m-%dT%H:%M')}"
-                t = Trigger("manual", model, episode=episode, reason=req.reason or "manual trigger",
-                            detail={"client_key": req.key} if req.key else {})
+                t = Trigger(
+                    "manual",
+                    model,
+                    episode=episode,
+                    reason=req.reason or "manual trigger",
+                    detail={"client_key": req.key} if req.key else {},
+                )
             if req.model and req.source != "manual":
                 t = type(t)(t.source, req.model, t.episode, t.reason, t.resolved, t.detail)
         except PayloadError as exc:
@@ -123,8 +132,11 @@ def routes(svc: TriggerService) -> list[Route]:
     async def status(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(svc.status), headers={"Cache-Control": "no-store"})
 
-    return [Route("/alerts", alerts, methods=["POST"]), Route("/trigger", trigger, methods=["POST"]),
-            Route("/triggers/status", status, methods=["GET"])]
+    return [
+        Route("/alerts", alerts, methods=["POST"]),
+        Route("/trigger", trigger, methods=["POST"]),
+        Route("/triggers/status", status, methods=["GET"]),
+    ]
 
 
 def build_trigger_app(svc: TriggerService, start_loop: bool = True) -> Starlette:
@@ -148,5 +160,11 @@ def build_trigger_app(svc: TriggerService, start_loop: bool = True) -> Starlette
         finally:
             await run_in_threadpool(svc.stop)
 
-    return Starlette(routes=[*routes(svc), Route("/status", status, methods=["GET"]),
-                             Route("/metrics", metrics, methods=["GET"])], lifespan=lifespan)
+    return Starlette(
+        routes=[
+            *routes(svc),
+            Route("/status", status, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

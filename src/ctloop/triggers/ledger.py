@@ -85,15 +85,18 @@ class Ledger:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                         check_same_thread=False)
+            self._conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise TriggerError(f"triggers.ledger {self.path}: cannot open the ledger ({exc}); "
-                               "check the folder exists and is writable") from exc
+            raise TriggerError(
+                f"triggers.ledger {self.path}: cannot open the ledger ({exc}); "
+                "check the folder exists and is writable"
+            ) from exc
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -119,22 +122,45 @@ class Ledger:
         d["detail"] = json.loads(d.get("detail") or "{}")
         return LedgerRow(**d)
 
-    def insert(self, conn: sqlite3.Connection, *, received_at: dt.datetime, source: str, model: str,
-               decision: str, reason_code: str, reason: str, idempotency_key: str,
-               run_id: str | None = None, run_status: str | None = None,
-               detail: dict[str, Any] | None = None) -> int:
+    def insert(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        received_at: dt.datetime,
+        source: str,
+        model: str,
+        decision: str,
+        reason_code: str,
+        reason: str,
+        idempotency_key: str,
+        run_id: str | None = None,
+        run_status: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
         """Insert one row inside an open transaction; return its id."""
         cur = conn.execute(
-            "INSERT INTO triggers (received_at, source, model, decision, reason_code, reason, idempotency_key,"
-            " run_id, run_status, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (iso(received_at), source, model, decision, reason_code, reason, idempotency_key, run_id,
-             run_status, json.dumps(detail or {}, sort_keys=True, default=str)),
+            "INSERT INTO triggers (received_at, source, model, decision, reason_code, reason,"
+            " idempotency_key, run_id, run_status, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                iso(received_at),
+                source,
+                model,
+                decision,
+                reason_code,
+                reason,
+                idempotency_key,
+                run_id,
+                run_status,
+                json.dumps(detail or {}, sort_keys=True, default=str),
+            ),
         )
         return int(cur.lastrowid or 0)
 
     def fired_with_key(self, conn: sqlite3.Connection, key: str) -> LedgerRow | None:
         """The fired row holding this idempotency key, if any."""
-        r = conn.execute("SELECT * FROM triggers WHERE decision='fired' AND idempotency_key=?", (key,)).fetchone()
+        r = conn.execute(
+            "SELECT * FROM triggers WHERE decision='fired' AND idempotency_key=?", (key,)
+        ).fetchone()
         return self._row(r) if r else None
 
     def active_run(self, conn: sqlite3.Connection | None, model: str) -> LedgerRow | None:
@@ -143,27 +169,40 @@ class Ledger:
         with self._lock:
             r = c.execute(
                 "SELECT * FROM triggers WHERE decision='fired' AND model=? AND run_status IN (?,?,?)"
-                " ORDER BY id DESC LIMIT 1", (model, *ACTIVE_STATUSES)).fetchone()
+                " ORDER BY id DESC LIMIT 1",
+                (model, *ACTIVE_STATUSES),
+            ).fetchone()
         return self._row(r) if r else None
 
     def last_fired(self, conn: sqlite3.Connection | None, model: str) -> LedgerRow | None:
         """The model's most recent fired row."""
         c = conn or self._conn
         with self._lock:
-            r = c.execute("SELECT * FROM triggers WHERE decision='fired' AND model=? ORDER BY id DESC LIMIT 1",
-                          (model,)).fetchone()
+            r = c.execute(
+                "SELECT * FROM triggers WHERE decision='fired' AND model=? ORDER BY id DESC LIMIT 1", (model,)
+            ).fetchone()
         return self._row(r) if r else None
 
     def fired_since(self, conn: sqlite3.Connection | None, model: str, since: dt.datetime) -> int:
         """How many runs were fired for the model since ``since``."""
         c = conn or self._conn
         with self._lock:
-            r = c.execute("SELECT COUNT(*) FROM triggers WHERE decision='fired' AND model=? AND received_at>=?",
-                          (model, iso(since))).fetchone()
+            r = c.execute(
+                "SELECT COUNT(*) FROM triggers WHERE decision='fired' AND model=? AND received_at>=?",
+                (model, iso(since)),
+            ).fetchone()
         return int(r[0])
 
-    def set_run(self, trigger_id: int, *, run_status: str, external_id: str | None = None,
-                version: int | None = None, error: str | None = None, now: dt.datetime | None = None) -> None:
+    def set_run(
+        self,
+        trigger_id: int,
+        *,
+        run_status: str,
+        external_id: str | None = None,
+        version: int | None = None,
+        error: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> None:
         """Record a run's progress or outcome on its trigger row."""
         with self.transaction() as conn:
             row = conn.execute("SELECT detail FROM triggers WHERE id=?", (trigger_id,)).fetchone()
@@ -175,8 +214,15 @@ class Ledger:
             conn.execute(
                 "UPDATE triggers SET run_status=?, external_id=COALESCE(?, external_id),"
                 " version=COALESCE(?, version), outcome_at=?, detail=? WHERE id=?",
-                (run_status, external_id, version, iso(now or utcnow()), json.dumps(detail, sort_keys=True),
-                 trigger_id))
+                (
+                    run_status,
+                    external_id,
+                    version,
+                    iso(now or utcnow()),
+                    json.dumps(detail, sort_keys=True),
+                    trigger_id,
+                ),
+            )
 
     def get(self, trigger_id: int) -> LedgerRow:
         """One row by id."""
@@ -189,8 +235,9 @@ class Ledger:
     def by_run(self, run_id: str) -> LedgerRow | None:
         """The fired row of a run id."""
         with self._lock:
-            r = self._conn.execute("SELECT * FROM triggers WHERE decision='fired' AND run_id=?",
-                                   (run_id,)).fetchone()
+            r = self._conn.execute(
+                "SELECT * FROM triggers WHERE decision='fired' AND run_id=?", (run_id,)
+            ).fetchone()
         return self._row(r) if r else None
 
     def rows(self, limit: int | None = None, decision: str | None = None) -> list[LedgerRow]:
@@ -210,13 +257,16 @@ class Ledger:
     def active_rows(self) -> list[LedgerRow]:
         """Every fired row whose run is not finished (for recovery after a restart)."""
         with self._lock:
-            rs = self._conn.execute("SELECT * FROM triggers WHERE decision='fired' AND run_status IN (?,?,?)"
-                                    " ORDER BY id", ACTIVE_STATUSES).fetchall()
+            rs = self._conn.execute(
+                "SELECT * FROM triggers WHERE decision='fired' AND run_status IN (?,?,?) ORDER BY id",
+                ACTIVE_STATUSES,
+            ).fetchall()
         return [self._row(r) for r in rs]
 
     def counts(self) -> dict[str, int]:
         """Rows per ``decision:reason_code``."""
         with self._lock:
-            rs = self._conn.execute("SELECT decision, reason_code, COUNT(*) FROM triggers"
-                                    " GROUP BY decision, reason_code").fetchall()
+            rs = self._conn.execute(
+                "SELECT decision, reason_code, COUNT(*) FROM triggers GROUP BY decision, reason_code"
+            ).fetchall()
         return {f"{d}:{c}": int(n) for d, c, n in rs}

@@ -49,8 +49,9 @@ class TriggerRequest(BaseModel):
 
     source: Literal["manual", "schedule", "volume"] = "manual"
     reason: str = Field("", max_length=2000)
-    key: str | None = Field(None, min_length=1, max_length=200,
-                            description="idempotency key (default: derived from the request)")
+    key: str | None = Field(
+        None, min_length=1, max_length=200, description="idempotency key (default: derived from the request)"
+    )
     model: str | None = None
 
 
@@ -97,7 +98,9 @@ def webhook_triggers(hook: WebhookV4, default_model: str) -> list[Trigger]:
     """
     by_model: dict[str, list[AlertItem]] = {}
     for a in hook.alerts:
-        by_model.setdefault(a.labels.get("model") or hook.commonLabels.get("model") or default_model, []).append(a)
+        by_model.setdefault(
+            a.labels.get("model") or hook.commonLabels.get("model") or default_model, []
+        ).append(a)
     out = []
     for model, alerts in sorted(by_model.items()):
         firing = [a for a in alerts if a.status == "firing"]
@@ -106,10 +109,24 @@ def webhook_triggers(hook: WebhookV4, default_model: str) -> list[Trigger]:
         start = min(a.startsAt for a in pick)
         names = sorted({a.labels.get("alertname", "?") for a in pick})
         summary = next((a.annotations.get("summary") for a in pick if a.annotations.get("summary")), "")
-        reason = f"alert {','.join(names)} {'resolved' if resolved else 'firing'}" + (f": {summary}" if summary else "")
-        out.append(Trigger(
-            source="alert", model=model, episode=f"{hook.groupKey}|{start}", reason=reason, resolved=resolved,
-            detail={"group_key": hook.groupKey, "receiver": hook.receiver, "alerts": len(alerts),
-                    "alertnames": names, "starts_at": start,
-                    "fingerprints": sorted(a.fingerprint for a in pick if a.fingerprint)[:20]}))
+        reason = f"alert {','.join(names)} {'resolved' if resolved else 'firing'}" + (
+            f": {summary}" if summary else ""
+        )
+        out.append(
+            Trigger(
+                source="alert",
+                model=model,
+                episode=f"{hook.groupKey}|{start}",
+                reason=reason,
+                resolved=resolved,
+                detail={
+                    "group_key": hook.groupKey,
+                    "receiver": hook.receiver,
+                    "alerts": len(alerts),
+                    "alertnames": names,
+                    "starts_at": start,
+                    "fingerprints": sorted(a.fingerprint for a in pick if a.fingerprint)[:20],
+                },
+            )
+        )
     return out

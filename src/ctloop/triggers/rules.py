@@ -53,9 +53,9 @@ class AlertRule:
             "labels": {"severity": "warning", "ctloop": "retrain", "model": self.model},
             "annotations": {
                 "summary": f"drift share of {self.model} is {{{{ $value | humanizePercentage }}}} "
-                           f"(threshold {self.threshold:g})",
+                f"(threshold {self.threshold:g})",
                 "description": f"The share of drifted features ({DRIFT_METRIC}) stayed at or above "
-                               f"{self.threshold:g} for {self.for_}; ctloop retrains {self.model}.",
+                f"{self.threshold:g} for {self.for_}; ctloop retrains {self.model}.",
             },
         }
 
@@ -67,8 +67,15 @@ def alert_rule(cfg: ProjectConfig) -> AlertRule:
 
 def rule_groups(cfg: ProjectConfig) -> dict[str, Any]:
     """The ``groups:`` document shared by the PrometheusRule and the plain rules file."""
-    return {"groups": [{"name": f"ctloop-{cfg.name}", "interval": cfg.triggers.evaluation_interval,
-                        "rules": [alert_rule(cfg).rule()]}]}
+    return {
+        "groups": [
+            {
+                "name": f"ctloop-{cfg.name}",
+                "interval": cfg.triggers.evaluation_interval,
+                "rules": [alert_rule(cfg).rule()],
+            }
+        ]
+    }
 
 
 def _cluster_endpoint(cfg: ProjectConfig) -> str:
@@ -77,74 +84,146 @@ def _cluster_endpoint(cfg: ProjectConfig) -> str:
 
 def _route(cfg: ProjectConfig) -> dict[str, Any]:
     t = cfg.triggers
-    return {"receiver": RECEIVER, "group_by": ["alertname", "model"], "group_wait": t.group_wait,
-            "group_interval": t.group_interval, "repeat_interval": t.repeat_interval}
+    return {
+        "receiver": RECEIVER,
+        "group_by": ["alertname", "model"],
+        "group_wait": t.group_wait,
+        "group_interval": t.group_interval,
+        "repeat_interval": t.repeat_interval,
+    }
 
 
 def alertmanager_config(cfg: ProjectConfig) -> dict[str, Any]:
     """Plain Alertmanager config: route ctloop alerts to the watcher's ``/alerts`` with the token file."""
     route = _route(cfg)
     return {
-        "route": {**route, "routes": [{"receiver": RECEIVER, "matchers": [f'ctloop="retrain"',
-                                                                          f'model="{cfg.name}"']}]},
-        "receivers": [{"name": RECEIVER, "webhook_configs": [{
-            "url": cfg.triggers.endpoint.rstrip("/") + "/alerts",
-            "send_resolved": True,
-            "max_alerts": 0,
-            "http_config": {"authorization": {"type": "Bearer", "credentials_file": cfg.triggers.token_file}},
-        }]}],
+        "route": {
+            **route,
+            "routes": [{"receiver": RECEIVER, "matchers": ['ctloop="retrain"', f'model="{cfg.name}"']}],
+        },
+        "receivers": [
+            {
+                "name": RECEIVER,
+                "webhook_configs": [
+                    {
+                        "url": cfg.triggers.endpoint.rstrip("/") + "/alerts",
+                        "send_resolved": True,
+                        "max_alerts": 0,
+                        "http_config": {
+                            "authorization": {"type": "Bearer", "credentials_file": cfg.triggers.token_file}
+                        },
+                    }
+                ],
+            }
+        ],
     }
 
 
 def _labels(cfg: ProjectConfig) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "ctloop", "app.kubernetes.io/component": "triggers",
-            "ctloop/model": cfg.name}
+    return {
+        "app.kubernetes.io/name": "ctloop",
+        "app.kubernetes.io/component": "triggers",
+        "ctloop/model": cfg.name,
+    }
 
 
 def prometheus_rule_crd(cfg: ProjectConfig) -> dict[str, Any]:
     """``monitoring.coreos.com/v1`` PrometheusRule."""
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-            "metadata": {"name": f"{cfg.name}-drift", "labels": _labels(cfg)},
-            "spec": rule_groups(cfg)}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": f"{cfg.name}-drift", "labels": _labels(cfg)},
+        "spec": rule_groups(cfg),
+    }
 
 
 def alertmanager_config_crd(cfg: ProjectConfig) -> dict[str, Any]:
     """``monitoring.coreos.com/v1alpha1`` AlertmanagerConfig; the token comes from a Secret."""
     r = _route(cfg)
-    return {"apiVersion": "monitoring.coreos.com/v1alpha1", "kind": "AlertmanagerConfig",
-            "metadata": {"name": f"{cfg.name}-triggers", "labels": _labels(cfg)},
-            "spec": {
-                "route": {"receiver": RECEIVER, "groupBy": r["group_by"], "groupWait": r["group_wait"],
-                          "groupInterval": r["group_interval"], "repeatInterval": r["repeat_interval"],
-                          "matchers": [{"name": "ctloop", "value": "retrain", "matchType": "="},
-                                       {"name": "model", "value": cfg.name, "matchType": "="}]},
-                "receivers": [{"name": RECEIVER, "webhookConfigs": [{
-                    "url": _cluster_endpoint(cfg) + "/alerts", "sendResolved": True,
-                    "httpConfig": {"authorization": {"type": "Bearer", "credentials": {
-                        "name": cfg.triggers.token_secret, "key": "token"}}}}]}]}}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1alpha1",
+        "kind": "AlertmanagerConfig",
+        "metadata": {"name": f"{cfg.name}-triggers", "labels": _labels(cfg)},
+        "spec": {
+            "route": {
+                "receiver": RECEIVER,
+                "groupBy": r["group_by"],
+                "groupWait": r["group_wait"],
+                "groupInterval": r["group_interval"],
+                "repeatInterval": r["repeat_interval"],
+                "matchers": [
+                    {"name": "ctloop", "value": "retrain", "matchType": "="},
+                    {"name": "model", "value": cfg.name, "matchType": "="},
+                ],
+            },
+            "receivers": [
+                {
+                    "name": RECEIVER,
+                    "webhookConfigs": [
+                        {
+                            "url": _cluster_endpoint(cfg) + "/alerts",
+                            "sendResolved": True,
+                            "httpConfig": {
+                                "authorization": {
+                                    "type": "Bearer",
+                                    "credentials": {"name": cfg.triggers.token_secret, "key": "token"},
+                                }
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+    }
 
 
 def schedule_cronjob(cfg: ProjectConfig) -> dict[str, Any]:
     """A CronJob that posts a schedule trigger to the watcher (used when ``schedule_by: cronjob``)."""
     url = _cluster_endpoint(cfg) + "/trigger"
-    script = ('curl -sS --fail-with-body -X POST -H "Authorization: Bearer $(cat /var/run/ctloop/token)" '
-              f"-H 'Content-Type: application/json' -d '{{\"source\":\"schedule\"}}' {url}")
-    return {"apiVersion": "batch/v1", "kind": "CronJob",
-            "metadata": {"name": f"{cfg.name}-schedule", "labels": _labels(cfg)},
-            "spec": {"schedule": cfg.triggers.schedule, "timeZone": "Etc/UTC", "concurrencyPolicy": "Forbid",
-                     "jobTemplate": {"spec": {"backoffLimit": 3, "template": {"spec": {
-                         "restartPolicy": "OnFailure",
-                         "containers": [{"name": "post", "image": "curlimages/curl:8.10.1",
-                                         "command": ["sh", "-c", script],
-                                         "volumeMounts": [{"name": "token", "mountPath": "/var/run/ctloop",
-                                                           "readOnly": True}]}],
-                         "volumes": [{"name": "token", "secret": {"secretName": cfg.triggers.token_secret}}],
-                     }}}}}}
+    script = (
+        'curl -sS --fail-with-body -X POST -H "Authorization: Bearer $(cat /var/run/ctloop/token)" '
+        f"-H 'Content-Type: application/json' -d '{{\"source\":\"schedule\"}}' {url}"
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": f"{cfg.name}-schedule", "labels": _labels(cfg)},
+        "spec": {
+            "schedule": cfg.triggers.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {
+                "spec": {
+                    "backoffLimit": 3,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "OnFailure",
+                            "containers": [
+                                {
+                                    "name": "post",
+                                    "image": "curlimages/curl:8.10.1",
+                                    "command": ["sh", "-c", script],
+                                    "volumeMounts": [
+                                        {"name": "token", "mountPath": "/var/run/ctloop", "readOnly": True}
+                                    ],
+                                }
+                            ],
+                            "volumes": [
+                                {"name": "token", "secret": {"secretName": cfg.triggers.token_secret}}
+                            ],
+                        }
+                    },
+                }
+            },
+        },
+    }
 
 
 def _dump(doc: dict[str, Any], header: str) -> str:
-    return f"# {header}\n# Generated by `ctloop manifests render` from ctloop.yaml; do not edit.\n" + \
-        yaml.safe_dump(doc, sort_keys=False, width=200)
+    return (
+        f"# {header}\n# Generated by `ctloop manifests render` from ctloop.yaml; do not edit.\n"
+        + yaml.safe_dump(doc, sort_keys=False, width=200)
+    )
 
 
 def render_trigger_files(cfg: ProjectConfig) -> dict[str, str]:
@@ -181,16 +260,26 @@ class EmbeddedEvaluator:
                 self.active_since = now
             if (now - self.active_since).total_seconds() >= self.for_seconds:
                 self.firing = True
-                return Trigger("alert", self.rule.model, episode=self._episode(), resolved=False,
-                               reason=f"alert {ALERT_NAME} firing (embedded evaluator): drift share "
-                                      f"{value:.3f} >= {self.rule.threshold:g} for {self.rule.for_}",
-                               detail={"value": value, "evaluator": "embedded"})
+                return Trigger(
+                    "alert",
+                    self.rule.model,
+                    episode=self._episode(),
+                    resolved=False,
+                    reason=f"alert {ALERT_NAME} firing (embedded evaluator): drift share "
+                    f"{value:.3f} >= {self.rule.threshold:g} for {self.rule.for_}",
+                    detail={"value": value, "evaluator": "embedded"},
+                )
             return None
         trig = None
         if self.firing:
-            trig = Trigger("alert", self.rule.model, episode=self._episode(), resolved=True,
-                           reason=f"alert {ALERT_NAME} resolved (embedded evaluator)",
-                           detail={"value": value, "evaluator": "embedded"})
+            trig = Trigger(
+                "alert",
+                self.rule.model,
+                episode=self._episode(),
+                resolved=True,
+                reason=f"alert {ALERT_NAME} resolved (embedded evaluator)",
+                detail={"value": value, "evaluator": "embedded"},
+            )
         self.active_since, self.firing = None, False
         return trig
 

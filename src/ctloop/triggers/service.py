@@ -19,7 +19,14 @@ from ctloop.triggers.ledger import Ledger, LedgerRow, utcnow
 from ctloop.triggers.policy import Decision, Policy, Trigger
 from ctloop.triggers.rules import DRIFT_METRIC, EmbeddedEvaluator, alert_rule, duration_seconds
 from ctloop.triggers.sources import next_slot, volume_trigger
-from ctloop.triggers.submitters import FINAL_STATUSES, KfpSubmitter, LocalSubmitter, RunRequest, RunUpdate, Submitter
+from ctloop.triggers.submitters import (
+    FINAL_STATUSES,
+    KfpSubmitter,
+    LocalSubmitter,
+    RunRequest,
+    RunUpdate,
+    Submitter,
+)
 
 log = logging.getLogger("ctloop.triggers")
 
@@ -34,8 +41,10 @@ def read_token(path: str | Path) -> str:
     try:
         token = p.read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"triggers.token_file {p}: cannot read the trigger token ({exc}); create it, e.g. "
-                          f"`openssl rand -hex 32 > {p}`") from exc
+        raise ConfigError(
+            f"triggers.token_file {p}: cannot read the trigger token ({exc}); create it, e.g. "
+            f"`openssl rand -hex 32 > {p}`"
+        ) from exc
     if not token:
         raise ConfigError(f"triggers.token_file {p}: the token file is empty")
     return token
@@ -72,10 +81,14 @@ class TriggerService:
     _next_eval: dt.datetime | None = None
 
     @classmethod
-    def create(cls, cfg: ProjectConfig, registry: CollectorRegistry,
-               submitter: Submitter | Callable[[TriggerService], Submitter] | None = None,
-               drift_registry: CollectorRegistry | None = None,
-               clock: Callable[[], dt.datetime] = utcnow) -> TriggerService:
+    def create(
+        cls,
+        cfg: ProjectConfig,
+        registry: CollectorRegistry,
+        submitter: Submitter | Callable[[TriggerService], Submitter] | None = None,
+        drift_registry: CollectorRegistry | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> TriggerService:
         """Open the ledger, check the token file, and pick the submitter from ``triggers.submitter``.
 
         Args:
@@ -88,8 +101,15 @@ class TriggerService:
         read_token(cfg.triggers.token_file)
         ledger = Ledger(cfg.triggers.ledger)
         policy = Policy(cfg.triggers, ledger, {cfg.name}, registry, clock=clock)
-        svc = cls(cfg, ledger, policy, submitter=None, registry=registry, clock=clock,  # type: ignore[arg-type]
-                  drift_registry=drift_registry)
+        svc = cls(
+            cfg,
+            ledger,
+            policy,
+            submitter=None,  # type: ignore[arg-type]
+            registry=registry,
+            clock=clock,
+            drift_registry=drift_registry,
+        )
         if submitter is None:
             if cfg.triggers.submitter == "kfp":
                 svc.submitter = KfpSubmitter(cfg, default_pipeline_file())
@@ -102,7 +122,8 @@ class TriggerService:
         if not cfg.triggers.prometheus and drift_registry is not None:
             reg = drift_registry
             svc.evaluator = EmbeddedEvaluator(
-                alert_rule(cfg), lambda: reg.get_sample_value(DRIFT_METRIC, {"model": cfg.name}))
+                alert_rule(cfg), lambda: reg.get_sample_value(DRIFT_METRIC, {"model": cfg.name})
+            )
         return svc
 
     # -- triggers ------------------------------------------------------------------------------
@@ -135,8 +156,14 @@ class TriggerService:
             current = self.ledger.get(req.trigger_id).run_status
             if current not in ("pending", None) and current in FINAL_STATUSES:
                 return
-        self.ledger.set_run(req.trigger_id, run_status=update.run_status, external_id=update.external_id,
-                            version=update.version, error=update.error, now=self.clock())
+        self.ledger.set_run(
+            req.trigger_id,
+            run_status=update.run_status,
+            external_id=update.external_id,
+            version=update.version,
+            error=update.error,
+            now=self.clock(),
+        )
 
     def recover(self) -> None:
         """After a restart: submit fired triggers whose submission never happened (idempotently) and
@@ -150,8 +177,14 @@ class TriggerService:
     def _poll(self, row: LedgerRow) -> None:
         update = self.submitter.poll(self._request(row), row.external_id)
         if update is not None and update.run_status != row.run_status:
-            self.ledger.set_run(row.id, run_status=update.run_status, external_id=update.external_id,
-                                version=update.version, error=update.error, now=self.clock())
+            self.ledger.set_run(
+                row.id,
+                run_status=update.run_status,
+                external_id=update.external_id,
+                version=update.version,
+                error=update.error,
+                now=self.clock(),
+            )
 
     # -- background loop -------------------------------------------------------------------------
     def tick(self) -> list[Decision]:
@@ -210,6 +243,10 @@ class TriggerService:
 
     def status(self, limit: int = 50) -> dict[str, Any]:
         """The ``GET /status`` document: policy state and the newest ledger rows."""
-        return {**self.policy.status(self.cfg.name), "submitter": self.submitter.name,
-                "embedded_evaluator": self.evaluator is not None, "ledger": str(self.ledger.path),
-                "triggers": [r.to_dict() for r in self.ledger.rows(limit=limit)]}
+        return {
+            **self.policy.status(self.cfg.name),
+            "submitter": self.submitter.name,
+            "embedded_evaluator": self.evaluator is not None,
+            "ledger": str(self.ledger.path),
+            "triggers": [r.to_dict() for r in self.ledger.rows(limit=limit)],
+        }

@@ -53,7 +53,9 @@ def count_new_rows(cfg: ProjectConfig) -> VolumeCount:
             try:
                 table = pq.read_table(io.BytesIO(fs.cat_file(f)), columns=[cfg.data.target])
             except (OSError, KeyError, ValueError) as exc:
-                raise DataError(f"{f}: cannot read column {cfg.data.target!r} to count new rows ({exc})") from exc
+                raise DataError(
+                    f"{f}: cannot read column {cfg.data.target!r} to count new rows ({exc})"
+                ) from exc
             col = table.column(cfg.data.target)
             rows += len(col) - col.null_count
     return VolumeCount(rows, watermark, champion, days)
@@ -72,10 +74,14 @@ def volume_trigger(cfg: ProjectConfig, count: VolumeCount | None = None) -> Trig
     if c.rows < need:
         return None
     step = c.rows // need
-    return Trigger("volume", cfg.name, episode=f"champion={c.champion}|watermark={c.watermark}|x{step}",
-                   reason=f"{c.rows} new labelled rows since {c.watermark or 'the beginning'} "
-                          f"(threshold {need}, triggers.volume_rows)",
-                   detail={"rows": c.rows, "watermark": c.watermark, "champion": c.champion, "days": c.days})
+    return Trigger(
+        "volume",
+        cfg.name,
+        episode=f"champion={c.champion}|watermark={c.watermark}|x{step}",
+        reason=f"{c.rows} new labelled rows since {c.watermark or 'the beginning'} "
+        f"(threshold {need}, triggers.volume_rows)",
+        detail={"rows": c.rows, "watermark": c.watermark, "champion": c.champion, "days": c.days},
+    )
 
 
 def schedule_slot(expr: str, now: dt.datetime) -> dt.datetime:
@@ -96,9 +102,13 @@ def schedule_trigger(cfg: ProjectConfig, now: dt.datetime, reason: str = "") -> 
     if not expr:
         raise TriggerError("a schedule trigger was requested but triggers.schedule is not set in the config")
     slot = schedule_slot(expr, now)
-    return Trigger("schedule", cfg.name, episode=f"{expr}|{slot.isoformat()}",
-                   reason=reason or f"schedule {expr!r} slot {slot.isoformat()}",
-                   detail={"slot": slot.isoformat(), "cron": expr})
+    return Trigger(
+        "schedule",
+        cfg.name,
+        episode=f"{expr}|{slot.isoformat()}",
+        reason=reason or f"schedule {expr!r} slot {slot.isoformat()}",
+        detail={"slot": slot.isoformat(), "cron": expr},
+    )
 
 
 def next_slot(expr: str, after: dt.datetime) -> dt.datetime:

@@ -20,7 +20,15 @@ from typing import Any, Protocol
 from ctloop.config import ProjectConfig
 from ctloop.errors import SubmitError
 
-FINAL_STATUSES = ("succeeded", "rejected", "data_rejected", "config_error", "failed", "canceled", "interrupted")
+FINAL_STATUSES = (
+    "succeeded",
+    "rejected",
+    "data_rejected",
+    "config_error",
+    "failed",
+    "canceled",
+    "interrupted",
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,7 @@ def _run_in_worker(config_json: str, trigger_json: str, run_id: str) -> dict[str
     from ctloop.runner import run_local
 
     result = run_local(config_from_json(config_json), trigger=json.loads(trigger_json), run_id=run_id)
-    return {"status": result.status, "version": result.version,
-            "error": (result.error or {}).get("message")}
+    return {"status": result.status, "version": result.version, "error": (result.error or {}).get("message")}
 
 
 class LocalSubmitter:
@@ -99,8 +106,9 @@ class LocalSubmitter:
             if done is not None:
                 return done
             try:
-                fut = self._executor().submit(_run_in_worker, self.cfg.to_json(), json.dumps(req.trigger),
-                                              req.run_id)
+                fut = self._executor().submit(
+                    _run_in_worker, self.cfg.to_json(), json.dumps(req.trigger), req.run_id
+                )
             except RuntimeError as exc:
                 raise SubmitError(f"local submitter: cannot start run {req.run_id} ({exc})") from exc
             self._futures[req.run_id] = fut
@@ -110,8 +118,9 @@ class LocalSubmitter:
     def _done(self, req: RunRequest, fut: Future[dict[str, Any]]) -> None:
         try:
             out = fut.result()
-            update = RunUpdate(out["status"], external_id=req.run_id, version=out.get("version"),
-                               error=out.get("error"))
+            update = RunUpdate(
+                out["status"], external_id=req.run_id, version=out.get("version"), error=out.get("error")
+            )
         except Exception as exc:  # the worker died or raised: record it, never lose the trigger
             update = RunUpdate("failed", external_id=req.run_id, error=f"{type(exc).__name__}: {exc}")
         self.on_outcome(req, update)
@@ -133,8 +142,11 @@ class LocalSubmitter:
             if req.run_id in self._futures:
                 return None
         done = self._finished(req.run_id)
-        return done or RunUpdate("interrupted", external_id=req.run_id,
-                                 error="the watcher restarted while this local run was in progress")
+        return done or RunUpdate(
+            "interrupted",
+            external_id=req.run_id,
+            error="the watcher restarted while this local run was in progress",
+        )
 
     def close(self) -> None:
         """Stop the worker (waits for a running pipeline to finish)."""
@@ -142,9 +154,17 @@ class LocalSubmitter:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-KFP_STATES = {"SUCCEEDED": "succeeded", "FAILED": "failed", "CANCELED": "canceled", "CANCELING": "running",
-              "RUNNING": "running", "PENDING": "submitted", "PAUSED": "running", "SKIPPED": "canceled",
-              "RUNTIME_STATE_UNSPECIFIED": "submitted"}
+KFP_STATES = {
+    "SUCCEEDED": "succeeded",
+    "FAILED": "failed",
+    "CANCELED": "canceled",
+    "CANCELING": "running",
+    "RUNNING": "running",
+    "PENDING": "submitted",
+    "PAUSED": "running",
+    "SKIPPED": "canceled",
+    "RUNTIME_STATE_UNSPECIFIED": "submitted",
+}
 
 
 class KfpSubmitter:
@@ -154,8 +174,10 @@ class KfpSubmitter:
 
     def __init__(self, cfg: ProjectConfig, pipeline_file: str | Path, client: Any = None) -> None:
         if client is None and not cfg.kfp.host:
-            raise SubmitError("triggers.submitter is 'kfp' but kfp.host is not set; set kfp.host to the "
-                              "KFP API endpoint or use triggers.submitter: local")
+            raise SubmitError(
+                "triggers.submitter is 'kfp' but kfp.host is not set; set kfp.host to the "
+                "KFP API endpoint or use triggers.submitter: local"
+            )
         self.cfg = cfg
         self.pipeline_file = str(pipeline_file)
         if not Path(self.pipeline_file).is_file():
@@ -173,7 +195,9 @@ class KfpSubmitter:
 
     def find(self, run_id: str) -> Any | None:
         """The KFP run whose display name is ``run_id``, if one exists."""
-        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": run_id}]})
+        flt = json.dumps(
+            {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": run_id}]}
+        )
         try:
             resp = self.client.list_runs(page_size=5, filter=flt)
         except Exception as exc:
@@ -186,12 +210,19 @@ class KfpSubmitter:
         existing = self.find(req.run_id)
         if existing is not None:
             return RunUpdate(KFP_STATES.get(str(existing.state), "submitted"), external_id=existing.run_id)
-        args = {"config_json": self.cfg.to_json(), "trigger_json": json.dumps(req.trigger, sort_keys=True),
-                "run_id": req.run_id, "cutoff_date": ""}
+        args = {
+            "config_json": self.cfg.to_json(),
+            "trigger_json": json.dumps(req.trigger, sort_keys=True),
+            "run_id": req.run_id,
+            "cutoff_date": "",
+        }
         try:
             res = self.client.create_run_from_pipeline_package(
-                self.pipeline_file, arguments=args, run_name=req.run_id,
-                experiment_name=self.cfg.kfp.experiment)
+                self.pipeline_file,
+                arguments=args,
+                run_name=req.run_id,
+                experiment_name=self.cfg.kfp.experiment,
+            )
         except Exception as exc:
             raise SubmitError(f"kfp {self.cfg.kfp.host}: cannot create run {req.run_id} ({exc})") from exc
         return RunUpdate("submitted", external_id=res.run_id)
