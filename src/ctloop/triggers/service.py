@@ -152,10 +152,8 @@ class TriggerService:
 
     def record_update(self, req: RunRequest, update: RunUpdate, only_if_pending: bool = False) -> None:
         """Write a run's status/outcome to its trigger row (submitter callback)."""
-        if only_if_pending:
-            current = self.ledger.get(req.trigger_id).run_status
-            if current not in ("pending", None) and current in FINAL_STATUSES:
-                return
+        if only_if_pending and self.ledger.get(req.trigger_id).run_status in FINAL_STATUSES:
+            return  # the run already finished (a fast local run reported before submit returned)
         self.ledger.set_run(
             req.trigger_id,
             run_status=update.run_status,
