@@ -59,7 +59,9 @@ def trigger(
     fired = doc.get("decision") == "fired"
     Console().print(
         f"[{'green' if fired else 'yellow'}]{doc.get('decision')}[/] trigger #{doc.get('trigger_id')}: "
-        f"{doc.get('reason')}" + (f" → run {doc['run_id']}" if doc.get("run_id") else "")
+        f"{doc.get('reason')}" + (f" → run {doc['run_id']}" if doc.get("run_id") else ""),
+        soft_wrap=True,
+        highlight=False,
     )
 
 

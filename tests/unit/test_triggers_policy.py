@@ -246,3 +246,19 @@ def test_embedded_evaluator_in_the_service_fires_once_through_the_policy(tmp_pat
     svc2 = build_service(on, tmp_path / "subs2.sqlite", drift_registry=drift)
     assert svc2.evaluator is None  # Prometheus in use: the embedded evaluator is off
     svc2.stop()
+
+
+def test_crash_between_decision_and_submission_is_recovered_once(tmp_path: Path) -> None:
+    cfg = load_config(trigger_project(tmp_path / "p"))
+    subs = tmp_path / "subs.sqlite"
+    svc = build_service(cfg, subs)
+    d = svc.policy.decide(manual("crash"))  # decided and committed, then "killed" before submitting
+    assert d.fired and svc.ledger.get(d.trigger_id).run_status == "pending"
+    svc.ledger.close()
+    for _ in range(2):  # restart twice: the pending run is submitted exactly once
+        again = build_service(cfg, subs)
+        again.recover()
+        assert again.ledger.get(d.trigger_id).run_status == "submitted"
+        assert again.handle(manual("crash")).reason_code == "duplicate"
+        again.stop()
+    assert [s["run_id"] for s in RecordingSubmitter(subs).submissions()] == [d.run_id]
