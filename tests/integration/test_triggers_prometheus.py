@@ -54,6 +54,14 @@ def test_promtool_unit_tests_of_generated_rules(tmp_path: Path) -> None:
                         "values": "0.1 0.1 0.5 0.5 0.5 0.5 0.5 0.1 0.1",
                     },
                     {
+                        "series": 'ctloop_drift_detected{model="churn",feature="age"}',
+                        "values": "0 0 1 1 1 1 1 0 0",
+                    },
+                    {
+                        "series": 'ctloop_drift_detected{model="churn",feature="tenure"}',
+                        "values": "0 0 0 0 0 0 0 0 0",
+                    },
+                    {
                         "series": 'ctloop_drift_share{model="other"}',
                         "values": "0.9 0.9 0.9 0.9 0.9 0.9 0.9 0.9 0.9",
                     },
@@ -74,6 +82,7 @@ def test_promtool_unit_tests_of_generated_rules(tmp_path: Path) -> None:
                                     "summary": "drift share of churn is 50% (threshold 0.3)",
                                     "description": "The share of drifted features (ctloop_drift_share) "
                                     "stayed at or above 0.3 for 2s; ctloop retrains churn.",
+                                    "drifted_features": "age ",
                                 },
                             }
                         ],
@@ -137,6 +146,14 @@ class PromStack:
             "ctloop_drift_share", "share of drifted features", ["model"], registry=self.registry
         )
         self.gauge.labels("churn").set(0.0)
+        self.detected = Gauge(
+            "ctloop_drift_detected",
+            "feature drifted (1) or not (0)",
+            ["model", "feature"],
+            registry=self.registry,
+        )
+        self.detected.labels("churn", "age").set(0)
+        self.detected.labels("churn", "income").set(0)
 
     def __enter__(self) -> PromStack:
         import contextlib
@@ -200,6 +217,7 @@ def test_real_prometheus_and_alertmanager_fire_into_the_endpoint(tmp_path: Path)
     svc = build_service(cfg, subs)
     assert svc.evaluator is None  # Prometheus is in use: the embedded evaluator is off
     with serve_in_thread(build_trigger_app(svc), port), PromStack(tmp_path, out) as stack:
+        stack.detected.labels("churn", "income").set(1)
         stack.gauge.labels("churn").set(0.5)  # above drift.drift_share_alert=0.3
         (sub,) = wait_for(
             lambda: RecordingSubmitter(subs).submissions(), 90, "a run submitted from the alert"
@@ -211,5 +229,6 @@ def test_real_prometheus_and_alertmanager_fire_into_the_endpoint(tmp_path: Path)
         fired = svc.ledger.rows(decision="fired")
     assert len(fired) == 1 and fired[0].run_id == sub["run_id"]
     assert fired[0].source == "alert" and "CtloopDriftShareHigh" in fired[0].reason
+    assert fired[0].detail["drifted_features"] == ["income"] and "drifted: income" in fired[0].reason
     assert sub["trigger"]["cause"] == "drift"
     assert len(RecordingSubmitter(subs).submissions()) == 1

@@ -219,6 +219,10 @@ def test_embedded_evaluator_in_the_service_fires_once_through_the_policy(tmp_pat
 
     drift = CollectorRegistry()
     gauge = Gauge("ctloop_drift_share", "drift share", ["model"], registry=drift)
+    detected = Gauge("ctloop_drift_detected", "drifted", ["model", "feature"], registry=drift)
+    detected.labels("churn", "age").set(1)
+    detected.labels("churn", "income").set(0)
+    detected.labels("other", "tenure").set(1)
     clock = Clock()
     cfg = load_config(trigger_project(tmp_path / "p", evaluation_interval="5s"))  # alert_for: 2s
     svc = build_service(cfg, tmp_path / "subs.sqlite", drift_registry=drift, clock=clock)
@@ -236,6 +240,8 @@ def test_embedded_evaluator_in_the_service_fires_once_through_the_policy(tmp_pat
             "duplicate",
             "duplicate",
         ]
+        first = svc.ledger.get(decisions[0].trigger_id)
+        assert first.detail["drifted_features"] == ["age"] and "drifted: age" in first.reason
         gauge.labels("churn").set(0.0)
         (res,) = svc.tick()
         assert res.reason_code == "resolved"

@@ -109,9 +109,12 @@ def webhook_triggers(hook: WebhookV4, default_model: str) -> list[Trigger]:
         start = min(a.startsAt for a in pick)
         names = sorted({a.labels.get("alertname", "?") for a in pick})
         summary = next((a.annotations.get("summary") for a in pick if a.annotations.get("summary")), "")
+        features = sorted({f for a in pick for f in a.annotations.get("drifted_features", "").split()})
         reason = f"alert {','.join(names)} {'resolved' if resolved else 'firing'}" + (
             f": {summary}" if summary else ""
         )
+        if features and not resolved:
+            reason += f" (drifted: {', '.join(features)})"
         out.append(
             Trigger(
                 source="alert",
@@ -124,6 +127,7 @@ def webhook_triggers(hook: WebhookV4, default_model: str) -> list[Trigger]:
                     "receiver": hook.receiver,
                     "alerts": len(alerts),
                     "alertnames": names,
+                    "drifted_features": features,
                     "starts_at": start,
                     "fingerprints": sorted(a.fingerprint for a in pick if a.fingerprint)[:20],
                 },

@@ -56,6 +56,10 @@ class AlertRule:
                 f"(threshold {self.threshold:g})",
                 "description": f"The share of drifted features ({DRIFT_METRIC}) stayed at or above "
                 f"{self.threshold:g} for {self.for_}; ctloop retrains {self.model}.",
+                "drifted_features": (
+                    f'{{{{ range query "{DETECTED_METRIC}{{model=\\"{self.model}\\"}} > 0" }}}}'
+                    "{{ .Labels.feature }} {{ end }}"
+                ),
             },
         }
 
@@ -244,9 +248,15 @@ class EmbeddedEvaluator:
     the condition must hold at every evaluation for ``for`` before the alert fires; it resolves when
     the condition is false."""
 
-    def __init__(self, rule: AlertRule, read_value: Callable[[], float | None]) -> None:
+    def __init__(
+        self,
+        rule: AlertRule,
+        read_value: Callable[[], float | None],
+        read_features: Callable[[], list[str]] | None = None,
+    ) -> None:
         self.rule = rule
         self.read_value = read_value
+        self.read_features = read_features or (lambda: [])
         self.for_seconds = duration_seconds(rule.for_)
         self.active_since: dt.datetime | None = None
         self.firing = False
@@ -260,14 +270,18 @@ class EmbeddedEvaluator:
                 self.active_since = now
             if (now - self.active_since).total_seconds() >= self.for_seconds:
                 self.firing = True
+                features = sorted(self.read_features())
+                reason = (
+                    f"alert {ALERT_NAME} firing (embedded evaluator): drift share "
+                    f"{value:.3f} >= {self.rule.threshold:g} for {self.rule.for_}"
+                )
                 return Trigger(
                     "alert",
                     self.rule.model,
                     episode=self._episode(),
                     resolved=False,
-                    reason=f"alert {ALERT_NAME} firing (embedded evaluator): drift share "
-                    f"{value:.3f} >= {self.rule.threshold:g} for {self.rule.for_}",
-                    detail={"value": value, "evaluator": "embedded"},
+                    reason=reason + (f" (drifted: {', '.join(features)})" if features else ""),
+                    detail={"value": value, "evaluator": "embedded", "drifted_features": features},
                 )
             return None
         trig = None

@@ -17,7 +17,13 @@ from ctloop.config import ProjectConfig
 from ctloop.errors import ConfigError, CtloopError, SubmitError
 from ctloop.triggers.ledger import Ledger, LedgerRow, utcnow
 from ctloop.triggers.policy import Decision, Policy, Trigger
-from ctloop.triggers.rules import DRIFT_METRIC, EmbeddedEvaluator, alert_rule, duration_seconds
+from ctloop.triggers.rules import (
+    DETECTED_METRIC,
+    DRIFT_METRIC,
+    EmbeddedEvaluator,
+    alert_rule,
+    duration_seconds,
+)
 from ctloop.triggers.sources import next_slot, volume_trigger
 from ctloop.triggers.submitters import (
     FINAL_STATUSES,
@@ -48,6 +54,16 @@ def read_token(path: str | Path) -> str:
     if not token:
         raise ConfigError(f"triggers.token_file {p}: the token file is empty")
     return token
+
+
+def drifted_features(registry: CollectorRegistry, model: str) -> list[str]:
+    """Features whose ``ctloop_drift_detected{model, feature}`` is set in the watcher's registry."""
+    out = set()
+    for metric in registry.collect():
+        for s in metric.samples:
+            if s.name == DETECTED_METRIC and s.labels.get("model") == model and s.value > 0:
+                out.add(s.labels.get("feature", ""))
+    return sorted(out - {""})
 
 
 def default_pipeline_file() -> Path:
@@ -122,7 +138,9 @@ class TriggerService:
         if not cfg.triggers.prometheus and drift_registry is not None:
             reg = drift_registry
             svc.evaluator = EmbeddedEvaluator(
-                alert_rule(cfg), lambda: reg.get_sample_value(DRIFT_METRIC, {"model": cfg.name})
+                alert_rule(cfg),
+                lambda: reg.get_sample_value(DRIFT_METRIC, {"model": cfg.name}),
+                lambda: drifted_features(reg, cfg.name),
             )
         return svc
 
