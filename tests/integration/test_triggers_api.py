@@ -113,6 +113,10 @@ def test_schedule_fires_from_the_loop_through_the_policy(tmp_path: Path) -> None
         clock["now"] = dt.datetime(2026, 11, 29, 8, 5, 1, tzinfo=dt.UTC)
         (d,) = svc.tick()
         assert d.fired and d.run_id.startswith("churn-schedule-")
+        # a CronJob posting for the same slot (what POST /trigger {"source": "schedule"} builds) is a duplicate
+        from ctloop.triggers.sources import schedule_trigger
+
+        assert svc.handle(schedule_trigger(cfg, clock["now"])).reason_code == "duplicate"
         clock["now"] = dt.datetime(2026, 11, 29, 8, 10, 2, tzinfo=dt.UTC)
         (d2,) = svc.tick()
         assert d2.reason_code == "active_run"
