@@ -16,7 +16,9 @@ Renderer = Callable[[ProjectConfig], dict[str, str]]
 
 def _renderers() -> list[Renderer]:
     """The registered renderers (imported lazily so importing this module stays cheap)."""
-    return []
+    from ctloop.serving.isvc import render_inferenceservice
+
+    return [render_inferenceservice]
 
 
 def render_files(cfg: ProjectConfig) -> dict[str, str]:
