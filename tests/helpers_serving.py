@@ -161,6 +161,11 @@ class EventSink:
         with self.lock:
             raise AssertionError(f"expected {n} events, got {len(self.events)}: {self.events[:2]}")
 
+    def snapshot(self) -> list[tuple[dict[str, str], bytes]]:
+        """The events received so far."""
+        with self.lock:
+            return list(self.events)
+
     def stop(self) -> None:
         """Shut the sink down."""
         self.server.shutdown()
