@@ -124,3 +124,53 @@ def render_inferenceservice(cfg: ProjectConfig) -> dict[str, str]:
         "base/inferenceservice.yaml": _dump(build_inferenceservice(cfg, champion_storage_uri(cfg))),
         "base/servingruntime.yaml": _dump(build_servingruntime(cfg)),
     }
+
+
+def strict_deserialize(data: Any, klass: str, path: str = "") -> Any:
+    """Build a kserve/kubernetes model object from ``data``, failing on any key the schema lacks.
+
+    kserve's own API client silently drops unknown keys and cannot resolve kubernetes types; this
+    resolves ``V1beta1*``/``V1alpha1*`` from ``kserve.models`` and the rest from ``kubernetes.client``.
+
+    Raises:
+        ValueError: naming the path of the first unknown field or type mismatch.
+    """
+    import re
+
+    import kserve.models as km
+    import kubernetes.client.models as k8s
+
+    if data is None:
+        return None
+    if m := re.fullmatch(r"list\[(.*)\]", klass):
+        if not isinstance(data, list):
+            raise ValueError(f"{path or '<root>'}: expected a list")
+        return [strict_deserialize(v, m.group(1), f"{path}[{i}]") for i, v in enumerate(data)]
+    if m := re.fullmatch(r"dict\(([^,]*), (.*)\)", klass):
+        if not isinstance(data, dict):
+            raise ValueError(f"{path or '<root>'}: expected a mapping")
+        return {k: strict_deserialize(v, m.group(2), f"{path}.{k}") for k, v in data.items()}
+    natives = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object,
+               "datetime": str, "date": str}
+    if klass in natives:
+        if not isinstance(data, natives[klass]):  # type: ignore[arg-type]
+            raise ValueError(f"{path or '<root>'}: expected {klass}, got {type(data).__name__}")
+        return data
+    cls = getattr(km, klass, None) or getattr(k8s, klass, None)
+    if cls is None:
+        raise ValueError(f"{path or '<root>'}: unknown model type {klass}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or '<root>'}: expected a mapping for {klass}")
+    by_json = {v: k for k, v in cls.attribute_map.items()}
+    unknown = sorted(set(data) - set(by_json))
+    if unknown:
+        raise ValueError(f"{path or '<root>'}.{unknown[0]}: unknown field for {klass}")
+    kwargs = {by_json[k]: strict_deserialize(v, cls.openapi_types[by_json[k]], f"{path}.{k}")
+              for k, v in data.items()}
+    if "local_vars_configuration" in cls.__init__.__code__.co_varnames:
+        from kubernetes.client import Configuration
+
+        cfg = Configuration()
+        cfg.client_side_validation = False
+        kwargs["local_vars_configuration"] = cfg
+    return cls(**kwargs)
