@@ -79,7 +79,8 @@ class ServerProcess:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or config.parent / f"server-{self.port}.log"
-        args = [sys.executable, "-m", "ctloop.cli", "serve", "--config", str(config), "--port", str(self.port)]
+        args = [sys.executable, "-m", "ctloop.cli", "serve", "--config", str(config),
+                "--port", str(self.port)]
         if model_dir is not None:
             args += ["--model-dir", str(model_dir)]
         self._log = open(self.log_path, "wb")  # noqa: SIM115

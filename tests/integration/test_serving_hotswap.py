@@ -6,7 +6,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +14,14 @@ from ctloop.config import load_config
 from ctloop.model import load_model
 from ctloop.registry import Registry
 from tests.conftest import make_project
-from tests.helpers_serving import ServerProcess, add_corrupt_version, add_version, records, training_frame, write_config
+from tests.helpers_serving import (
+    ServerProcess,
+    add_corrupt_version,
+    add_version,
+    records,
+    training_frame,
+    write_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -185,7 +185,8 @@ def test_payload_events_reach_sink_with_kserve_headers(served: Any) -> None:
     events = sink.snapshot()
     for i, (req_body, resp_body) in zip(ids, sent, strict=True):
         pair = by_id[i]
-        assert set(pair) == {"org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"}
+        assert set(pair) == {"org.kubeflow.serving.inference.request",
+                             "org.kubeflow.serving.inference.response"}
         req_h, req_b = pair["org.kubeflow.serving.inference.request"]
         resp_h, resp_b = pair["org.kubeflow.serving.inference.response"]
         assert json.loads(req_b) == req_body
@@ -217,7 +218,8 @@ def test_dead_sink_does_not_fail_requests(tmp_path: Path) -> None:
                  for _ in range(20)]
         assert codes == [200] * 20
         deadline = time.monotonic() + 20
-        while server.metric("ctloop_serving_payload_events_dropped_total") < 1 and time.monotonic() < deadline:
+        dropped = "ctloop_serving_payload_events_dropped_total"
+        while server.metric(dropped) < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert server.metric("ctloop_serving_payload_events_dropped_total") >= 1
         assert server.metric("ctloop_serving_payload_events_sent_total") == 0

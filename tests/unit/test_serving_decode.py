@@ -69,6 +69,7 @@ def test_events_are_binary_cloudevents_sharing_id() -> None:
     assert (h1["ce-type"], h2["ce-type"]) == (REQUEST_TYPE, RESPONSE_TYPE)
     for h in (h1, h2):
         assert (h["ce-source"], h["ce-inferenceservicename"], h["ce-namespace"], h["ce-component"],
-                h["ce-endpoint"], h["ce-specversion"]) == ("src", "churn", "ml", "predictor", "default", "1.0")
+                h["ce-endpoint"], h["ce-specversion"]) == (
+                    "src", "churn", "ml", "predictor", "default", "1.0")
         assert h["content-type"] == "application/json"
     assert json.loads(b1) == {"instances": []} and json.loads(b2) == {"predictions": []}

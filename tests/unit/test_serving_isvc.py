@@ -45,7 +45,8 @@ def test_inferenceservice_from_config_with_champion(tmp_path: Path) -> None:
     assert {"base/inferenceservice.yaml", "base/servingruntime.yaml"} <= set(files)
     doc = yaml.safe_load(files["base/inferenceservice.yaml"])
     isvc = _roundtrip(doc, "V1beta1InferenceService")
-    assert isvc.kind == "InferenceService" and isvc.metadata.name == cfg.name and isvc.metadata.namespace == "ml"
+    assert isvc.kind == "InferenceService" and isvc.metadata.name == cfg.name
+    assert isvc.metadata.namespace == "ml"
     assert isvc.metadata.annotations["serving.kserve.io/deploymentMode"] == "Knative"
     p = isvc.spec.predictor
     assert (p.min_replicas, p.max_replicas, p.scale_metric, p.scale_target, p.canary_traffic_percent) == (

@@ -22,17 +22,18 @@ def _describe(v: Any) -> str:
     return f"{type(v).__name__} {text[:40]}"
 
 
-def _check_numeric(values: list[Any], where: Any) -> np.ndarray:
+def _check_numeric(values: list[Any], where: str) -> np.ndarray:
+    """``where`` is a template with ``{i}`` for the row index, e.g. ``instances[{i}].age``."""
     for i, v in enumerate(values):
         if v is not None and (type(v) not in _NUMBER):
-            raise InvalidInput(f"{where(i)}: expected a number, got {_describe(v)}")
+            raise InvalidInput(f"{where.format(i=i)}: expected a number, got {_describe(v)}")
     return np.asarray(values, dtype="float64")
 
 
-def _check_categorical(values: list[Any], where: Any) -> list[Any]:
+def _check_categorical(values: list[Any], where: str) -> list[Any]:
     for i, v in enumerate(values):
         if v is not None and type(v) is not str:
-            raise InvalidInput(f"{where(i)}: expected a string, got {_describe(v)}")
+            raise InvalidInput(f"{where.format(i=i)}: expected a string, got {_describe(v)}")
     return values
 
 
@@ -62,7 +63,7 @@ def frame_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> p
                     cols[f].append(rec[f])
                 except KeyError:
                     raise InvalidInput(f"instances[{i}].{f}: missing feature") from None
-        names = {f: (lambda i, f=f: f"instances[{i}].{f}") for f in features}
+        names = {f: f"instances[{{i}}].{f}" for f in features}
     elif isinstance(inst[0], list):
         n = len(features)
         for i, row in enumerate(inst):
@@ -72,7 +73,7 @@ def frame_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> p
                                    f"order {features}, got {got}")
             for f, v in zip(features, row, strict=True):
                 cols[f].append(v)
-        names = {f: (lambda i, j=j, f=f: f"instances[{i}][{j}] ({f})") for j, f in enumerate(features)}
+        names = {f: f"instances[{{i}}][{j}] ({f})" for j, f in enumerate(features)}
     else:
         raise InvalidInput(f"instances[0]: expected an object (record) or a list (row), "
                            f"got {type(inst[0]).__name__}")
@@ -122,14 +123,15 @@ def frame_from_v2(request: Any, numeric: list[str], categorical: list[str]) -> p
         if f in categorical:
             values = [v.decode() if isinstance(v, bytes) else v for v in values]
         shape = [int(s) for s in inp.shape]
-        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or int(np.prod(shape)) != len(values):
+        if (len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1)
+                or int(np.prod(shape)) != len(values)):
             raise InvalidInput(f"inputs.{f}: wrong shape {shape} for {len(values)} values "
                                "(expected [rows] or [rows, 1])")
         if rows is None:
             rows, first = len(values), f
         elif len(values) != rows:
             raise InvalidInput(f"inputs.{f}: wrong shape: {len(values)} rows but inputs.{first} has {rows}")
-        where = (lambda i, f=f: f"inputs.{f}.data[{i}]")
+        where = f"inputs.{f}.data[{{i}}]"
         data[f] = _check_numeric(values, where) if f in numeric else _check_categorical(values, where)
     if not rows:
         raise InvalidInput("inputs: no rows")

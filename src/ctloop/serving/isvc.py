@@ -60,6 +60,7 @@ def build_inferenceservice(cfg: ProjectConfig, storage_uri: str | None) -> Any:
     sc = cfg.serving
     r = sc.resources
     model = V1beta1ModelSpec(
+        name="kserve-container",
         model_format=V1beta1ModelFormat(name=MODEL_FORMAT),
         runtime=_runtime_name(cfg),
         storage_uri=storage_uri,
@@ -83,7 +84,8 @@ def build_inferenceservice(cfg: ProjectConfig, storage_uri: str | None) -> Any:
         api_version="serving.kserve.io/v1beta1",
         kind="InferenceService",
         metadata=V1ObjectMeta(name=cfg.name, namespace=sc.namespace,
-                              labels={"app.kubernetes.io/name": cfg.name, "app.kubernetes.io/part-of": "ctloop"},
+                              labels={"app.kubernetes.io/name": cfg.name,
+                                      "app.kubernetes.io/part-of": "ctloop"},
                               annotations={DEPLOYMENT_MODE_ANNOTATION: "Knative"}),
         spec=V1beta1InferenceServiceSpec(predictor=predictor),
     )

@@ -39,13 +39,13 @@ def smoke_frame(model: LoadedModel, model_dir: str | Path) -> pd.DataFrame:
     prof = Profile.load(path) if path.is_file() else None
     data: dict[str, list[Any]] = {}
     for c in model.numeric_features:
-        p = prof.numeric.get(c) if prof else None
-        lo = p.min if p and p.min is not None else 0.0
-        hi = p.max if p and p.max is not None else lo
+        n = prof.numeric.get(c) if prof else None
+        lo = n.min if n and n.min is not None else 0.0
+        hi = n.max if n and n.max is not None else lo
         data[c] = [lo, (lo + hi) / 2, hi]
     for c in model.categorical_features:
-        p = prof.categorical.get(c) if prof else None
-        vocab = list(p.vocabulary) if p and p.vocabulary else ["__missing__"]
+        k = prof.categorical.get(c) if prof else None
+        vocab = list(k.vocabulary) if k and k.vocabulary else ["__missing__"]
         data[c] = [vocab[0], vocab[-1], None]
     return pd.DataFrame(data)
 

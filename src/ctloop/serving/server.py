@@ -84,7 +84,7 @@ def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: 
     combined = _CombinedRegistry(REGISTRY, metrics_registry)
 
     async def metrics_handler(request: Request) -> Response:
-        encoder, content_type = exposition.choose_encoder(request.headers.get("accept"))
+        encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
         return Response(content=encoder(combined), headers={"content-type": content_type})
 
     async def validation_handler(_: Any, exc: Exception) -> JSONResponse:

@@ -31,7 +31,8 @@ class ChampionWatcher:
         try:
             version = self.registry.alias("champion")
         except Exception as exc:  # an unreachable registry must not stop serving
-            log.warning("registry %s: cannot read the champion alias (%s); keep serving", self.registry.uri, exc)
+            log.warning("registry %s: cannot read the champion alias (%s); keep serving",
+                        self.registry.uri, exc)
             return False
         current = self.model._served.version if self.model._served else None
         if version is None or version == current or version == self.refused:
