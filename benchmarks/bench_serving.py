@@ -67,6 +67,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--estimator", default=None,
+                    help="override model.params.estimator (logistic_regression makes server overhead visible)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -85,8 +87,11 @@ def main() -> None:
         from ctloop.train import train_sklearn
 
         model_dir = work / "model"
-        train_sklearn(training_frame(0, 2000), load_schema(cfg.schema_.path), dict(cfg.model.params), 0,
-                      model_dir)
+        params = dict(cfg.model.params)
+        if args.estimator:
+            params = {"estimator": args.estimator}
+        train_sklearn(training_frame(0, 2000), load_schema(cfg.schema_.path), params, 0, model_dir)
+        print(f"model: {params}")
         reg = Registry(cfg.registry.uri, cfg.name)
         reg.promote(reg.register(model_dir, {"run_id": "bench"}))
         from ctloop.model import load_model
