@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--estimator", default=None,
-                    help="override model.params.estimator (logistic_regression makes server overhead visible)")
+                    help="override the estimator (logistic_regression makes server overhead visible)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
