@@ -77,3 +77,14 @@ def test_inferenceservice_without_champion_has_no_storage_uri(tmp_path: Path) ->
     isvc = _roundtrip(doc, "V1beta1InferenceService")
     assert isvc.spec.predictor.model.storage_uri is None
     assert "storageUri" not in doc["spec"]["predictor"]["model"]
+
+
+def test_manifests_render_cli_writes_the_inferenceservice(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    project = make_project(tmp_path / "proj", days=2, rows_per_day=50)
+    # --config must reach ctloop, not kserve's import-time parser (which knows --configure_logging)
+    r = run_cli("manifests", "render", "--config", str(project), "--out", str(tmp_path / "m"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load((tmp_path / "m/base/inferenceservice.yaml").read_text())
+    assert strict_deserialize(doc, "V1beta1InferenceService").metadata.name == "churn"

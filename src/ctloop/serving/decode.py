@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from kserve.errors import InvalidInput
+
+from ctloop.serving._kserve import import_kserve
+
+import_kserve()
+
+from kserve.errors import InvalidInput  # noqa: E402
 
 _NUMBER = (int, float)
 V2_NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ctloop.config import ProjectConfig
+from ctloop.serving._kserve import import_kserve
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 MODEL_FORMAT = "ctloop"
@@ -41,6 +42,7 @@ def _runtime_name(cfg: ProjectConfig) -> str:
 
 def build_inferenceservice(cfg: ProjectConfig, storage_uri: str | None) -> Any:
     """The ``V1beta1InferenceService`` object."""
+    import_kserve()
     from kserve import (
         V1beta1InferenceService,
         V1beta1InferenceServiceSpec,
@@ -56,6 +58,7 @@ def build_inferenceservice(cfg: ProjectConfig, storage_uri: str | None) -> Any:
         V1Volume,
         V1VolumeMount,
     )
+
 
     sc = cfg.serving
     r = sc.resources
@@ -93,8 +96,10 @@ def build_inferenceservice(cfg: ProjectConfig, storage_uri: str | None) -> Any:
 
 def build_servingruntime(cfg: ProjectConfig) -> Any:
     """The ``ServingRuntime`` that runs ``ctloop serve`` for the ``ctloop`` model format."""
+    import_kserve()
     from kserve import V1alpha1ServingRuntime, V1alpha1ServingRuntimeSpec, V1alpha1SupportedModelFormat
     from kubernetes.client import V1Container, V1ContainerPort, V1ObjectMeta
+
 
     sc = cfg.serving
     args = ["serve", "--config", f"{CONFIG_MOUNT}/ctloop.yaml", "--host", "0.0.0.0", "--port", "8080",
@@ -115,6 +120,7 @@ def build_servingruntime(cfg: ProjectConfig) -> Any:
 
 
 def _dump(obj: Any) -> str:
+    import_kserve()
     from kserve import ApiClient
 
     return yaml.safe_dump(ApiClient().sanitize_for_serialization(obj), sort_keys=False)
@@ -139,8 +145,10 @@ def strict_deserialize(data: Any, klass: str, path: str = "") -> Any:
     """
     import re
 
+    import_kserve()
     import kserve.models as km
     import kubernetes.client.models as k8s
+
 
     if data is None:
         return None

@@ -11,13 +11,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from kserve import InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InvalidInput
 
 from ctloop.errors import ModelError
 from ctloop.model import LoadedModel, load_model
+from ctloop.serving._kserve import import_kserve
 from ctloop.serving.decode import frame_from_v1, frame_from_v2
 from ctloop.serving.metrics import ServingMetrics
+
+import_kserve()
+
+from kserve import InferOutput, InferRequest, InferResponse, Model  # noqa: E402
+from kserve.errors import InvalidInput  # noqa: E402
 
 log = logging.getLogger("ctloop.serving")
 

@@ -1,16 +1,15 @@
 """The model server main: a :class:`CtloopModel` behind ``kserve.ModelServer``.
 
 KServe 0.21 parses ``sys.argv`` when ``kserve`` is first imported and binds its REST server to
-``0.0.0.0``; :func:`import_kserve` imports it with a neutral argv, and :func:`serve` installs a small
-``RESTServer`` subclass that binds ``serving.host``, adds ctloop's middleware, error handlers and a
-``/metrics`` that also exposes ctloop's own registry, and leaves per-request logging off unless
+``0.0.0.0``; :func:`~ctloop.serving._kserve.import_kserve` imports it with a neutral argv, and
+:func:`serve` installs a small ``RESTServer`` subclass that binds ``serving.host``, adds ctloop's
+middleware, error handlers and a ``/metrics`` that also exposes ctloop's own registry, and leaves per-request logging off unless
 ``serving.request_logging`` is set.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,9 @@ from prometheus_client import CollectorRegistry
 
 from ctloop.config import ProjectConfig
 from ctloop.errors import ModelError, RegistryError
+from ctloop.serving._kserve import import_kserve
 
 log = logging.getLogger("ctloop.serving")
-
-
-def import_kserve() -> Any:
-    """Import ``kserve`` without letting its import-time argument parser see our command line."""
-    if "kserve.model_server" in sys.modules:
-        return sys.modules["kserve"]
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        import kserve
-        import kserve.model_server  # noqa: F401
-    finally:
-        sys.argv = saved
-    return kserve
 
 
 def resolve_model_dir(model_dir: str) -> Path:
