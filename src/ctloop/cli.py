@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from ctloop import cli_serve
 from ctloop.errors import ConfigError, CtloopError
 
 app = typer.Typer(help="ctloop: continuous training for Kubeflow Pipelines.", no_args_is_help=True,
@@ -28,6 +29,7 @@ manifests_app = typer.Typer(help="Config-derived cluster files.", no_args_is_hel
 app.add_typer(registry_app, name="registry")
 app.add_typer(schema_app, name="schema")
 app.add_typer(manifests_app, name="manifests")
+app.command("serve")(cli_serve.serve)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]

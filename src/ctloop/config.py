@@ -102,8 +102,28 @@ class RegistryConfig(_Section):
     uri: str = "registry"
 
 
+class ResourcesConfig(_Section):
+    """Kubernetes resource requests and limits of the model server container."""
+
+    cpu_request: str = "500m"
+    memory_request: str = "512Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+
+
+class PayloadLoggerConfig(_Section):
+    """Payload events (KServe logger format) sent to the drift watcher."""
+
+    url: str | None = Field(None, description="Sink URL (the watcher's /events); None disables events")
+    batch_size: int = Field(64, ge=1, le=10_000)
+    flush_seconds: float = Field(0.2, gt=0, le=60)
+    queue_size: int = Field(10_000, ge=1)
+    timeout_seconds: float = Field(2.0, gt=0, le=60)
+    source: str = "ctloop-serving"
+
+
 class ServingConfig(_Section):
-    """Model server settings."""
+    """Model server settings (local server and the rendered InferenceService)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -112,6 +132,21 @@ class ServingConfig(_Section):
     min_replicas: int = Field(0, ge=0)
     max_replicas: int = Field(3, ge=1)
     canary_traffic_percent: int = Field(100, ge=0, le=100)
+    enable_grpc: bool = False
+    grpc_port: int = Field(8081, ge=1, le=65535)
+    request_logging: bool = False
+    threshold: UnitFloat = 0.5
+    logger: PayloadLoggerConfig = Field(default_factory=PayloadLoggerConfig)
+    namespace: str = "ctloop"
+    component: str = "predictor"
+    scale_metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
+    scale_target: int = Field(10, ge=1)
+    storage_uri_prefix: str | None = Field(
+        None, description="Cluster URI of registry.uri (e.g. s3://bucket/registry); None uses registry.uri")
+    watcher_url: str = "http://ctloop-watcher.ctloop.svc.cluster.local/events"
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "cpu"})
+    config_map: str = "ctloop-config"
 
 
 class DriftConfig(_Section):
