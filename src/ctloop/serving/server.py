@@ -3,8 +3,8 @@
 KServe 0.21 parses ``sys.argv`` when ``kserve`` is first imported and binds its REST server to
 ``0.0.0.0``; :func:`~ctloop.serving._kserve.import_kserve` imports it with a neutral argv, and
 :func:`serve` installs a small ``RESTServer`` subclass that binds ``serving.host``, adds ctloop's
-middleware, error handlers and a ``/metrics`` that also exposes ctloop's own registry, and leaves per-request logging off unless
-``serving.request_logging`` is set.
+middleware, error handlers and a ``/metrics`` that also exposes ctloop's own registry, and leaves
+per-request logging off unless ``serving.request_logging`` is set.
 """
 
 from __future__ import annotations
