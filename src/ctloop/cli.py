@@ -245,6 +245,11 @@ def manifests_render(
         _console().print(f"wrote [bold]{p}[/]")
 
 
+from ctloop.cli_watch import watch  # noqa: E402
+
+app.command("watch")(watch)
+
+
 def main() -> None:
     """Entry point: run the app and map typed errors to exit codes."""
     try:

@@ -47,3 +47,11 @@ class VersionNotFoundError(RegistryError, LookupError):
 
 class PipelineRunError(CtloopError, RuntimeError):
     """A pipeline run failed for a reason other than bad data."""
+
+
+class DriftError(CtloopError, RuntimeError):
+    """The drift watcher cannot build or use its reference (profile missing, corrupt or mismatched)."""
+
+
+class EventError(CtloopError, ValueError):
+    """A payload event is malformed (bad CloudEvent, unknown body layout, wrong types)."""
