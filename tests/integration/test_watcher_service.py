@@ -51,9 +51,9 @@ def make_cfg(root: Path, **drift: object) -> ProjectConfig:
 class Watcher:
     """A watcher served by uvicorn on 127.0.0.1 in a thread."""
 
-    def __init__(self, cfg: ProjectConfig) -> None:
+    def __init__(self, cfg: ProjectConfig, **app_kwargs: object) -> None:
         self.registry = CollectorRegistry()
-        self.app = build_app(cfg, self.registry)
+        self.app = build_app(cfg, self.registry, **app_kwargs)  # type: ignore[arg-type]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
@@ -254,13 +254,8 @@ def test_extra_routes_share_the_watcher_state(tmp_path: Path, models: dict[str, 
 
     cfg = make_cfg(tmp_path)
     publish(cfg, models["clean"])
-    w = Watcher.__new__(Watcher)
-    Watcher.__init__(w, cfg)
-    w.app = build_app(cfg, w.registry, extra_routes=[Route("/peek", peek)],
-                      status_extras={"triggers": lambda: {"ledger": "empty"}})
-    w.server = uvicorn.Server(uvicorn.Config(w.app, host="127.0.0.1", port=w.port, log_level="warning"))
-    w.thread = threading.Thread(target=w.server.run, daemon=True)
-    with w:
+    with Watcher(cfg, extra_routes=[Route("/peek", peek)],
+                 status_extras={"triggers": lambda: {"ledger": "empty"}}) as w:
         wait_until(lambda: w.status()["version"] == 1, "champion to load")
         assert httpx.get(f"{w.url}/peek").json() == {"version": 1, "share": 0.0}
         assert w.status()["triggers"] == {"ledger": "empty"}
