@@ -57,13 +57,14 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return f.to_dict(orient="records")
 
 
-def binary_event(kind: str, body: dict[str, Any], model: str, event_id: str | None = None) -> tuple[dict[str, str], bytes]:
+def binary_event(kind: str, body: dict[str, Any], model: str,
+                 event_id: str | None = None) -> tuple[dict[str, str], bytes]:
     """Headers and body of a KServe-logger binary-mode CloudEvent."""
     headers = {
         "ce-specversion": "1.0",
         "ce-id": event_id or uuid.uuid4().hex,
         "ce-type": REQUEST if kind == "request" else RESPONSE,
-        "ce-source": f"http://localhost:9081/",
+        "ce-source": "http://localhost:9081/",
         "ce-inferenceservicename": model,
         "ce-namespace": "default",
         "ce-component": "predictor",

@@ -56,7 +56,8 @@ class Watcher:
         self.app = build_app(cfg, self.registry, **app_kwargs)  # type: ignore[arg-type]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Watcher:
@@ -109,7 +110,8 @@ def watcher(tmp_path: Path, models: dict[str, Path]) -> Iterator[Watcher]:
         yield w
 
 
-def test_model_server_events_show_drifted_features_in_metrics(watcher: Watcher, models: dict[str, Path]) -> None:
+def test_model_server_events_show_drifted_features_in_metrics(watcher: Watcher,
+                                                              models: dict[str, Path]) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.helpers_drift_server", "--ctloop-model-dir", str(models["clean"]),

@@ -121,4 +121,5 @@ def test_config_rejects_a_slide_that_does_not_divide_the_window() -> None:
     from ctloop.errors import ConfigError
 
     with pytest.raises(ConfigError, match="drift.slide_rows: must divide window_rows"):
-        parse_config({"name": "m", "data": {"source": "d"}, "drift": {"window_rows": 2000, "slide_rows": 300}})
+        parse_config({"name": "m", "data": {"source": "d"},
+                      "drift": {"window_rows": 2000, "slide_rows": 300}})

@@ -58,7 +58,8 @@ def test_stacked_padded_rows_match_single_rows() -> None:
     ref = np.array([[10, 20, 30, 0, 0], [5, 5, 0, 0, 0]], dtype=float)
     cur = np.array([[12, 18, 25, 5, 0], [1, 9, 0, 0, 0]], dtype=float)
     assert psi(ref, cur) == pytest.approx([psi(ref[0, :4], cur[0, :4]), psi(ref[1, :2], cur[1, :2])])
-    assert js_distance(ref, cur) == pytest.approx([js_distance(ref[0], cur[0]), js_distance(ref[1, :2], cur[1, :2])])
+    expect = [js_distance(ref[0], cur[0]), js_distance(ref[1, :2], cur[1, :2])]
+    assert js_distance(ref, cur) == pytest.approx(expect)
     assert unseen_share(cur, np.array([2, 0])) == pytest.approx([25 / 55, 1 / 1])
     np.testing.assert_allclose(proportions(np.zeros((2, 3))), 0.0)
 
@@ -73,7 +74,7 @@ def test_reference_binning_matches_the_profile_functions() -> None:
     frame = stream(997, seed=5)
     frame.loc[frame.index[:7], "region"] = "mars"
     frame.loc[frame.index[7:11], "plan"] = None
-    counts = ref.count(ref.bin_indices(columns(frame), len(frame)))
+    counts = ref.count_columns(columns(frame), len(frame))
     for i, c in enumerate(NUMERIC):
         p = profile.numeric[c]
         expect = bin_numeric(frame[c].to_numpy(dtype=float), p.edges)
@@ -94,18 +95,36 @@ def test_reference_rejects_bad_values_and_profiles() -> None:
     cols = columns(stream(5, seed=1))
     cols["age"] = np.array(["1", "x", None, "3", "4"], dtype=object)
     with pytest.raises(EventError, match="'age'"):
-        ref.bin_indices(cols, 5)
+        ref.prepare(cols, 5)
     with pytest.raises(DriftError, match="no entry for model feature"):
         Reference.from_profile(reference_profile(), numeric=["age", "shoe_size"])
 
 
 def test_absent_column_counts_as_missing_and_numbers_in_categoricals_are_text() -> None:
     ref = Reference.from_profile(reference_profile())
-    idx = ref.bin_indices({"region": pd.Series([1, "north", None]).to_numpy(dtype=object)}, 3)
+    counts = ref.count_columns({"region": pd.Series([1, "north", None]).to_numpy(dtype=object)}, 3)
     r = len(NUMERIC)
     vocab = ref.vocabularies[0]
-    assert idx[:, 0].tolist() == [ref.n_bins[0] - 1] * 3
-    assert idx[:, r].tolist() == [len(vocab), vocab.index("north"), len(vocab) + 1]
+    assert counts[0, ref.n_bins[0] - 1] == 3 and counts[0].sum() == 3
+    expect = np.zeros(ref.width)
+    expect[[len(vocab), vocab.index("north"), len(vocab) + 1]] = 1
+    np.testing.assert_array_equal(counts[r], expect)
+
+
+@pytest.mark.parametrize("rows", [50, 5000])  # small slices binary-search, large ones compare per edge
+def test_small_and_large_slices_count_alike(rows: int) -> None:
+    ref = Reference.from_profile(reference_profile())
+    frame = stream(rows, seed=8)
+    frame.loc[frame.index[::7], "age"] = np.nan
+    frame.loc[frame.index[1], "income"] = np.inf
+    frame.loc[frame.index[2], "income"] = -np.inf
+    batch = ref.prepare(columns(frame), rows)
+    whole = batch.counts(0, rows)
+    pieces = sum(batch.counts(a, min(a + 37, rows)) for a in range(0, rows, 37))
+    np.testing.assert_array_equal(whole, pieces)
+    for i, c in enumerate(NUMERIC):
+        edges = ref.edges[i]
+        np.testing.assert_array_equal(whole[i, : edges.size + 1], bin_numeric(frame[c].to_numpy(float), edges))
 
 
 def test_window_ring_tumbling_and_sliding_sums() -> None:

@@ -85,7 +85,8 @@ def _thresholds(ref_counts: np.ndarray, ref_rows: int, names: Sequence[str], cfg
                 out[s, f] = cfg.psi_threshold if cfg.method == "psi" else cfg.js_threshold
             else:
                 cal = bootstrap_threshold(ref_counts[f], ref_rows, step * (s + 1), _statistic(cfg.method),
-                                          cfg.false_alarm_rate, cfg.bootstrap_samples, cfg.seed + 7919 * f + s)
+                                          cfg.false_alarm_rate, cfg.bootstrap_samples,
+                                          cfg.seed + 7919 * f + s)
                 out[s, f] = max(cal, cfg.min_effect)
     return out
 
@@ -154,10 +155,10 @@ class DriftMonitor:
         """
         if rows <= 0:
             return []
-        idx = self.reference.bin_indices(columns, rows)
+        batch = self.reference.prepare(columns, rows)
         self.rows_seen += rows
         out = []
-        for win in self._ring.add(rows, lambda a, b: self.reference.count(idx[a:b])):
+        for win in self._ring.add(rows, batch.counts):
             ev = self._evaluate(win)
             if ev is not None:
                 out.append(ev)

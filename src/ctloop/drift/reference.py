@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from ctloop.errors import EventError
 from ctloop.profile import Profile
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Reference:
     """Binned reference distribution of a model's input features."""
 
@@ -62,7 +63,8 @@ class Reference:
 
         num = list(numeric) if numeric is not None else list(profile.numeric)
         cat = list(categorical) if categorical is not None else list(profile.categorical)
-        absent = [c for c in num if c not in profile.numeric] + [c for c in cat if c not in profile.categorical]
+        absent = [c for c in num if c not in profile.numeric]
+        absent += [c for c in cat if c not in profile.categorical]
         if absent:
             raise DriftError(f"reference profile has no entry for model feature(s) {absent}; "
                              "retrain so the model folder carries a matching profile.json")
@@ -79,14 +81,14 @@ class Reference:
             rows_counts.append(np.append(cnt, max(profile.rows - cnt.sum(), 0.0)))
             miss.append(p.missing_share)
         for c in cat:
-            p = profile.categorical[c]
-            cnt = np.asarray(p.counts, dtype=float)
-            if cnt.size != len(p.vocabulary) + 1:
+            cp = profile.categorical[c]
+            cnt = np.asarray(cp.counts, dtype=float)
+            if cnt.size != len(cp.vocabulary) + 1:
                 raise DriftError(f"reference profile: categorical feature {c!r} has {cnt.size} counts for "
-                                 f"{len(p.vocabulary)} values (expected vocabulary + OTHER)")
-            vocabs.append(tuple(p.vocabulary))
+                                 f"{len(cp.vocabulary)} values (expected vocabulary + OTHER)")
+            vocabs.append(tuple(cp.vocabulary))
             rows_counts.append(np.append(cnt, max(profile.rows - cnt.sum(), 0.0)))
-            miss.append(p.missing_share)
+            miss.append(cp.missing_share)
         n_bins = np.array([r.size for r in rows_counts], dtype=int)
         width = int(n_bins.max()) if n_bins.size else 1
         counts = np.zeros((len(rows_counts), width))
@@ -95,51 +97,54 @@ class Reference:
         return cls(tuple(num), tuple(cat), tuple(edges), tuple(vocabs), counts, n_bins, profile.rows,
                    np.asarray(miss, dtype=float), dict(profile.label_balance))
 
-    def bin_indices(self, columns: Mapping[str, np.ndarray | Sequence[object]], rows: int) -> np.ndarray:
-        """Bin index of every value: an ``(rows, features)`` int matrix (no per-row Python).
+    def prepare(self, columns: Mapping[str, np.ndarray | Sequence[object]], rows: int) -> Batch:
+        """Validate and type a batch of rows (columns by feature name) for counting.
 
-        A feature absent from ``columns`` counts as missing in every row.
+        A feature absent from ``columns`` counts as missing in every row. All checks happen here, so
+        a bad batch is refused before any of it is counted.
 
         Raises:
-            EventError: When a numeric feature holds a value that is not a number.
+            EventError: When a column has the wrong length or a numeric feature holds a non-number.
         """
-        out = np.empty((rows, len(self.features)), dtype=np.int64)
-        for j, name in enumerate(self.numeric):
+        numeric: list[np.ndarray | None] = []
+        for name in self.numeric:
             col = columns.get(name)
-            if col is None:
-                out[:, j] = self.n_bins[j] - 1
-                continue
-            v = _as_float(col, name)
-            if v.shape[0] != rows:
+            v = None if col is None else _as_float(col, name)
+            if v is not None and v.shape[0] != rows:
                 raise EventError(f"feature {name!r}: {v.shape[0]} values for {rows} rows")
-            idx = np.searchsorted(self.edges[j], v, side="left")
-            idx[np.isnan(v)] = self.n_bins[j] - 1
-            out[:, j] = idx
-        base = len(self.numeric)
+            numeric.append(v)
+        codes: list[np.ndarray | None] = []
         for k, name in enumerate(self.categorical):
-            j = base + k
             col = columns.get(name)
             if col is None:
-                out[:, j] = self.n_bins[j] - 1
+                codes.append(None)
                 continue
-            s = pd.Series(np.asarray(col, dtype=object))
-            if len(s) != rows:
-                raise EventError(f"feature {name!r}: {len(s)} values for {rows} rows")
-            missing = s.isna().to_numpy()
-            vocab = self.vocabularies[k]
-            if pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
-                s = s.astype(str)  # numbers sent for a categorical feature compare as text
-            codes = pd.Categorical(s, categories=list(vocab)).codes.astype(np.int64)
-            codes[codes < 0] = len(vocab)
-            codes[missing] = len(vocab) + 1
-            out[:, j] = codes
-        return out
+            arr = np.asarray(col, dtype=object)
+            if arr.shape[0] != rows:
+                raise EventError(f"feature {name!r}: {arr.shape[0]} values for {rows} rows")
+            if pd.api.types.infer_dtype(arr, skipna=True) not in ("string", "empty"):
+                # numbers sent for a categorical feature compare as text
+                arr = np.where(pd.isna(arr), None, arr.astype(str))
+            c = self._vocab_index[k].get_indexer(arr)
+            unknown = np.flatnonzero(c < 0)
+            if unknown.size:
+                size = len(self.vocabularies[k])
+                c[unknown] = np.where(pd.isna(arr[unknown]), size + 1, size)
+            codes.append(c)
+        return Batch(self, rows, numeric, codes)
 
-    def count(self, indices: np.ndarray) -> np.ndarray:
-        """Counts per feature and bin for a block of bin indices (one ``bincount`` call)."""
-        f = indices.shape[1]
-        flat = (indices + np.arange(f, dtype=np.int64) * self.width).ravel()
-        return np.bincount(flat, minlength=f * self.width).reshape(f, self.width).astype(float)
+    def count_columns(self, columns: Mapping[str, np.ndarray | Sequence[object]], rows: int) -> np.ndarray:
+        """Counts per feature and bin of a whole batch (``(features, width)``)."""
+        return self.prepare(columns, rows).counts(0, rows)
+
+    @cached_property
+    def search_edges(self) -> tuple[np.ndarray, ...]:
+        """Numeric edges with a final ``+inf`` edge (for ``searchsorted``)."""
+        return tuple(np.append(e, np.inf) for e in self.edges)
+
+    @cached_property
+    def _vocab_index(self) -> tuple[pd.Index, ...]:
+        return tuple(pd.Index(list(v), dtype=object) for v in self.vocabularies)
 
 
 def _as_float(col: np.ndarray | Sequence[object], name: str) -> np.ndarray:
@@ -150,3 +155,43 @@ def _as_float(col: np.ndarray | Sequence[object], name: str) -> np.ndarray:
         return pd.to_numeric(pd.Series(arr, dtype=object), errors="raise").to_numpy(dtype=float)
     except (ValueError, TypeError) as exc:
         raise EventError(f"feature {name!r}: expected numbers ({exc})") from exc
+
+
+SMALL_SLICE = 2048
+
+
+class Batch:
+    """A validated batch of rows; :meth:`counts` bins any row range of it with whole-array operations."""
+
+    def __init__(self, ref: Reference, rows: int, numeric: list[np.ndarray | None],
+                 codes: list[np.ndarray | None]) -> None:
+        self.ref, self.rows, self.numeric, self.codes = ref, rows, numeric, codes
+
+    def counts(self, a: int, b: int) -> np.ndarray:
+        """Counts per feature and bin of rows ``a:b``, shape ``(features, width)``."""
+        ref, n = self.ref, b - a
+        out = np.zeros((len(ref.features), ref.width))
+        for j, v in enumerate(self.numeric):
+            if v is None:
+                out[j, ref.n_bins[j] - 1] = n
+                continue
+            x = v[a:b]
+            if n <= SMALL_SLICE:
+                # +inf edge: infinities stay in the last value bin, NaN sorts after it (missing bin)
+                idx = np.searchsorted(ref.search_edges[j], x, side="left")
+                out[j, : ref.n_bins[j]] = np.bincount(idx, minlength=ref.n_bins[j])
+                continue
+            # large slices: one vectorised comparison per edge beats a binary search per value;
+            # count(x > e_i) is the number of values right of edge i (side="left" semantics)
+            missing = int(np.count_nonzero(np.isnan(x)))
+            right = np.array([n - missing] + [np.count_nonzero(x > e) for e in ref.edges[j]] + [0])
+            out[j, : ref.n_bins[j] - 1] = right[:-1] - right[1:]
+            out[j, ref.n_bins[j] - 1] = missing
+        base = len(ref.numeric)
+        for k, c in enumerate(self.codes):
+            j = base + k
+            if c is None:
+                out[j, ref.n_bins[j] - 1] = n
+            else:
+                out[j, : ref.n_bins[j]] = np.bincount(c[a:b], minlength=ref.n_bins[j])
+        return out

@@ -195,7 +195,7 @@ def _rows(rows: Any, features: list[str], where: str) -> tuple[int, dict[str, An
 
 def _tensor(t: dict[str, Any], where: str) -> np.ndarray:
     name, shape, data = t.get("name"), t.get("shape"), t.get("data")
-    if not isinstance(data, list) or not isinstance(shape, list) or not all(isinstance(s, int) for s in shape):
+    if not (isinstance(data, list) and isinstance(shape, list) and all(isinstance(s, int) for s in shape)):
         raise EventError(f"{where}: V2 tensor {name!r} needs an integer 'shape' list and a 'data' list")
     numeric = str(t.get("datatype", "")).upper() not in ("BYTES", "")
     try:

@@ -22,13 +22,13 @@ class WatcherMetrics:
         self.model = model
         self.score = Gauge("ctloop_drift_score", "Drift score of a feature in the last window.",
                            ["model", "feature", "method"], registry=registry)
-        self.threshold = Gauge("ctloop_drift_threshold", "Decision threshold of a feature at the window size.",
+        self.threshold = Gauge("ctloop_drift_threshold", "Decision threshold of a feature (window size).",
                                ["model", "feature", "method"], registry=registry)
         self.detected = Gauge("ctloop_drift_detected",
                               "1 when the feature is drifted (above threshold K windows in a row).",
                               ["model", "feature"], registry=registry)
         self.unseen = Gauge("ctloop_unseen_category_ratio",
-                            "Share of a categorical feature's window values outside the reference vocabulary.",
+                            "Share of a categorical feature's window values outside the vocabulary.",
                             ["model", "feature"], registry=registry)
         self.missing = Gauge("ctloop_missing_share_change",
                              "Window missing share minus the reference missing share.",
