@@ -122,14 +122,16 @@ class Reference:
             arr = np.asarray(col, dtype=object)
             if arr.shape[0] != rows:
                 raise EventError(f"feature {name!r}: {arr.shape[0]} values for {rows} rows")
-            if pd.api.types.infer_dtype(arr, skipna=True) not in ("string", "empty"):
-                # numbers sent for a categorical feature compare as text
-                arr = np.where(pd.isna(arr), None, arr.astype(str))
-            c = self._vocab_index[k].get_indexer(arr)
+            index = self._vocab_index[k]
+            c = index.get_indexer(arr)
             unknown = np.flatnonzero(c < 0)
-            if unknown.size:
+            if unknown.size:  # only values outside the vocabulary need a second look
+                rest = arr[unknown]
+                missing = pd.isna(rest)
+                # numbers sent for a categorical feature compare as text
+                as_text = index.get_indexer(np.where(missing, None, rest.astype(str)))
                 size = len(self.vocabularies[k])
-                c[unknown] = np.where(pd.isna(arr[unknown]), size + 1, size)
+                c[unknown] = np.where(missing, size + 1, np.where(as_text < 0, size, as_text))
             codes.append(c)
         return Batch(self, rows, numeric, codes)
 
