@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,7 @@ def score_scipy(ref: pd.DataFrame, cur: pd.DataFrame) -> set[str]:
 def score_evidently(ref: pd.DataFrame, cur: pd.DataFrame) -> set[str] | None:
     """Evidently's DataDriftPreset (None when evidently is not installed)."""
     try:
-        from evidently import Dataset, DataDefinition, Report  # type: ignore[import-not-found]
+        from evidently import DataDefinition, Dataset, Report  # type: ignore[import-not-found]
         from evidently.presets import DataDriftPreset  # type: ignore[import-not-found]
     except ImportError:
         return None
@@ -142,8 +141,10 @@ def bench_scoring(rows_list: list[int], ref_rows: int) -> list[dict[str, Any]]:
             "scipy_false": len(scipy_flags - DRIFTED), "speedup_vs_scipy": t_scipy / t_ours,
         }
         if ev_flags is not None:
-            res.update({"evidently": ev_method, "evidently_s": t_ev, "evidently_found": len(ev_flags & DRIFTED),
-                        "evidently_false": len(ev_flags - DRIFTED), "speedup_vs_evidently": t_ev / t_ours})
+            res.update({"evidently": ev_method, "evidently_s": t_ev,
+                        "evidently_found": len(ev_flags & DRIFTED),
+                        "evidently_false": len(ev_flags - DRIFTED),
+                        "speedup_vs_evidently": t_ev / t_ours})
         out.append(res)
         print(json.dumps(res), flush=True)
     return out
@@ -188,9 +189,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def bench_ingest(requests: int, concurrency: int) -> dict[str, Any]:
+    from ctloop.registry import Registry
     from tests.conftest import free_port
     from tests.helpers_drift import FEATURES, binary_event, records, stream, train_model
-    from ctloop.registry import Registry
 
     tmp = Path(tempfile.mkdtemp(prefix="ctloop-bench-"))
     model_dir = train_model(tmp / "model")
@@ -198,7 +199,8 @@ def bench_ingest(requests: int, concurrency: int) -> dict[str, Any]:
     reg.promote(reg.register(model_dir, {}), "bench")
     (tmp / "ctloop.yaml").write_text(json.dumps({"name": "churn", "data": {"source": "data"},
                                                  "registry": {"uri": "registry"},
-                                                 "drift": {"window_rows": 2000, "max_body_bytes": 50_000_000}}))
+                                                 "drift": {"window_rows": 2000,
+                                                           "max_body_bytes": 50_000_000}}))
     frame = stream(20_000, seed=5)
     recs = records(frame)
     procs = []
@@ -215,7 +217,8 @@ def bench_ingest(requests: int, concurrency: int) -> dict[str, Any]:
         _wait(f"http://127.0.0.1:{wport}/healthz", procs[1])
         murl, wurl = f"http://127.0.0.1:{mport}/v1/models/churn:predict", f"http://127.0.0.1:{wport}/events"
         ct = {"content-type": "application/json"}
-        model_bodies = [(ct, json.dumps({"instances": [recs[i % len(recs)]]}).encode()) for i in range(requests)]
+        model_bodies = [(ct, json.dumps({"instances": [recs[i % len(recs)]]}).encode())
+                        for i in range(requests)]
         t_model = asyncio.run(_drive(murl, model_bodies, concurrency))
         res: dict[str, Any] = {"model_server_req_s": requests / t_model, "features": len(FEATURES)}
         for size in (1, 100):

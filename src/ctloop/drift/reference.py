@@ -129,7 +129,9 @@ class Reference:
                 rest = arr[unknown]
                 missing = pd.isna(rest)
                 # numbers sent for a categorical feature compare as text
-                as_text = index.get_indexer(np.where(missing, None, rest.astype(str)))
+                text = rest.astype(str)
+                text[missing] = None
+                as_text = index.get_indexer(text)
                 size = len(self.vocabularies[k])
                 c[unknown] = np.where(missing, size + 1, np.where(as_text < 0, size, as_text))
             codes.append(c)
