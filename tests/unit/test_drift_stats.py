@@ -159,3 +159,13 @@ def test_bootstrap_threshold_controls_false_alarms_and_shrinks_with_window() -> 
     win = rng.multinomial(500, p / p.sum(), size=3000)
     alarms = float(np.mean(np.asarray(psi(ref, win)) > t_small))
     assert alarms < 0.03  # ~1% wanted; independent draws
+
+
+def test_pandas_categorical_columns_count_like_strings() -> None:
+    ref = Reference.from_profile(reference_profile())
+    frame = stream(500, seed=9)
+    frame.loc[frame.index[:5], "region"] = "mars"
+    frame.loc[frame.index[5:9], "plan"] = None
+    as_text = ref.count_columns(columns(frame), len(frame))
+    cols = {c: frame[c].astype("category") if c in CATEGORICAL else frame[c] for c in frame.columns}
+    np.testing.assert_array_equal(ref.count_columns(cols, len(frame)), as_text)

@@ -119,10 +119,21 @@ class Reference:
             if col is None:
                 codes.append(None)
                 continue
+            index = self._vocab_index[k]
+            size = len(self.vocabularies[k])
+            if isinstance(getattr(col, "dtype", None), pd.CategoricalDtype):
+                # pandas categoricals (e.g. dictionary-encoded parquet): remap the few categories,
+                # then gather by code (code -1 = missing → the last lookup entry)
+                cat = pd.Categorical(col)
+                if len(cat) != rows:
+                    raise EventError(f"feature {name!r}: {len(cat)} values for {rows} rows")
+                lut = index.get_indexer(cat.categories.astype(str))
+                lut = np.append(np.where(lut < 0, size, lut), size + 1)
+                codes.append(lut[cat.codes])
+                continue
             arr = np.asarray(col, dtype=object)
             if arr.shape[0] != rows:
                 raise EventError(f"feature {name!r}: {arr.shape[0]} values for {rows} rows")
-            index = self._vocab_index[k]
             c = index.get_indexer(arr)
             unknown = np.flatnonzero(c < 0)
             if unknown.size:  # only values outside the vocabulary need a second look
@@ -132,7 +143,6 @@ class Reference:
                 text = rest.astype(str)
                 text[missing] = None
                 as_text = index.get_indexer(text)
-                size = len(self.vocabularies[k])
                 c[unknown] = np.where(missing, size + 1, np.where(as_text < 0, size, as_text))
             codes.append(c)
         return Batch(self, rows, numeric, codes)
