@@ -141,7 +141,8 @@ def bench_scoring(rows_list: list[int], ref_rows: int, category: bool,
         ev_method = "Evidently DataDriftPreset defaults" if ev_flags is not None else "not installed"
         res = {
             "rows": rows, "ref_rows": ref_rows,
-            "categorical_dtype": "category" if category else "object", "profile_s": t_prof, "calibrate_s": t_cal, "ctloop_s": t_ours,
+            "categorical_dtype": "category" if category else "object",
+            "profile_s": t_prof, "calibrate_s": t_cal, "ctloop_s": t_ours,
             "ctloop_found": len(ours & DRIFTED), "ctloop_false": len(ours - DRIFTED),
             "scipy_s": t_scipy, "scipy_found": len(scipy_flags & DRIFTED),
             "scipy_false": len(scipy_flags - DRIFTED), "speedup_vs_scipy": t_scipy / t_ours,
