@@ -157,11 +157,6 @@ class Reference:
         return tuple(np.append(e, np.inf) for e in self.edges)
 
     @cached_property
-    def grids(self) -> tuple[Grid | None, ...]:
-        """Per numeric feature, the fine uniform grid used to bin large slices (``None``: too few edges)."""
-        return tuple(Grid.build(e) if np.unique(e).size >= 2 else None for e in self.edges)
-
-    @cached_property
     def _vocab_index(self) -> tuple[pd.Index, ...]:
         return tuple(pd.Index(list(v), dtype=object) for v in self.vocabularies)
 
@@ -200,14 +195,12 @@ class Batch:
                 idx = np.searchsorted(ref.search_edges[j], x, side="left")
                 out[j, : ref.n_bins[j]] = np.bincount(idx, minlength=ref.n_bins[j])
                 continue
-            grid = ref.grids[j]
-            if grid is None:  # fewer than two distinct edges: one comparison per edge is cheapest
-                missing = int(np.count_nonzero(np.isnan(x)))
-                right = np.array([n - missing] + [np.count_nonzero(x > e) for e in ref.edges[j]] + [0])
-                out[j, : ref.n_bins[j] - 1] = right[:-1] - right[1:]
-                out[j, ref.n_bins[j] - 1] = missing
-            else:
-                out[j, : ref.n_bins[j]] = grid.count(x, ref.edges[j])
+            # large slices: one vectorised comparison per edge beats a binary search per value;
+            # count(x > e_i) is the number of values right of edge i (side="left" semantics)
+            missing = int(np.count_nonzero(np.isnan(x)))
+            right = np.array([n - missing] + [np.count_nonzero(x > e) for e in ref.edges[j]] + [0])
+            out[j, : ref.n_bins[j] - 1] = right[:-1] - right[1:]
+            out[j, ref.n_bins[j] - 1] = missing
         base = len(ref.numeric)
         for k, c in enumerate(self.codes):
             j = base + k
@@ -215,62 +208,4 @@ class Batch:
                 out[j, ref.n_bins[j] - 1] = n
             else:
                 out[j, : ref.n_bins[j]] = np.bincount(c[a:b], minlength=ref.n_bins[j])
-        return out
-
-
-class Grid:
-    """Bins many values against a few sorted edges with arithmetic instead of a search per value.
-
-    ``cell(x) = trunc(clip((x - lo) * scale, -1, G)) + 1`` is monotone in ``x`` (so are IEEE subtraction,
-    multiplication by a positive constant, clipping and truncation). Hence for a value in a cell that
-    holds no edge, "edges below x" equals "edges whose cell is below x's cell": a per-cell lookup.
-    Only values in the few cells that hold an edge are binned exactly (``searchsorted``). The result
-    equals ``searchsorted(edges, x, side="left")`` counts exactly, with NaN counted as missing.
-    """
-
-    CELLS = 8192
-
-    def __init__(self, lo: float, scale: float, cell_bin: np.ndarray, ambiguous: np.ndarray) -> None:
-        self.lo, self.scale, self.cell_bin, self.ambiguous = lo, scale, cell_bin, ambiguous
-        self.ambiguous_cells = np.flatnonzero(ambiguous)
-
-    @classmethod
-    def build(cls, edges: np.ndarray) -> Grid:
-        """Grid spanning the edges with one spare cell on each side."""
-        g = cls.CELLS
-        span = float(edges[-1] - edges[0])
-        lo, hi = float(edges[0]) - span / g, float(edges[-1]) + span / g
-        grid = cls(lo, g / (hi - lo), np.zeros(g + 2, dtype=np.intp), np.zeros(g + 2, dtype=bool))
-        edge_cells = grid.cells(np.asarray(edges, dtype=float))
-        grid.ambiguous[edge_cells] = True
-        grid.cell_bin[:] = np.searchsorted(np.sort(edge_cells), np.arange(g + 2), side="left")
-        grid.ambiguous_cells = np.flatnonzero(grid.ambiguous)
-        return grid
-
-    def cells(self, x: np.ndarray) -> np.ndarray:
-        """Cell of each value in ``0 .. CELLS + 1`` (NaN lands in the top cell)."""
-        c = np.subtract(x, self.lo)
-        c *= self.scale
-        np.fmin(c, self.CELLS, out=c)  # fmin/fmax return the number when one side is NaN
-        np.fmax(c, -1.0, out=c)
-        ci = c.astype(np.intp)
-        ci += 1
-        return ci
-
-    def count(self, x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-        """Counts over ``len(edges) + 1`` value bins, then the missing count."""
-        k = edges.size
-        ci = self.cells(x)
-        fine = np.bincount(ci, minlength=self.CELLS + 2)
-        exact = fine[self.ambiguous_cells].sum()
-        fine[self.ambiguous_cells] = 0
-        out = np.zeros(k + 2)
-        out[: k + 1] = np.bincount(self.cell_bin, weights=fine, minlength=k + 1)
-        if exact:
-            hard = x[self.ambiguous[ci]]
-            out[: k + 1] += np.bincount(np.searchsorted(edges, hard, side="left"), minlength=k + 1)
-        missing = int(np.count_nonzero(np.isnan(x)))
-        if missing:
-            out[k] -= missing  # NaN went to the top cell
-            out[k + 1] = missing
         return out
