@@ -172,6 +172,20 @@ def _as_float(col: np.ndarray | Sequence[object], name: str) -> np.ndarray:
 
 
 SMALL_SLICE = 2048
+BLOCK = 65536
+
+
+def _count_above(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``[count(x > e) for e in edges]``, block by block so each block is compared while in cache."""
+    acc = np.zeros(edges.size, dtype=np.int64)
+    flags = np.empty(min(BLOCK, x.size), dtype=bool)
+    for a in range(0, x.size, BLOCK):
+        xb = x[a : a + BLOCK]
+        fb = flags[: xb.size]
+        for i, e in enumerate(edges):
+            np.greater(xb, e, out=fb)
+            acc[i] += np.count_nonzero(fb)
+    return acc
 
 
 class Batch:
@@ -195,10 +209,10 @@ class Batch:
                 idx = np.searchsorted(ref.search_edges[j], x, side="left")
                 out[j, : ref.n_bins[j]] = np.bincount(idx, minlength=ref.n_bins[j])
                 continue
-            # large slices: one vectorised comparison per edge beats a binary search per value;
+            # large slices: vectorised comparisons per edge beat a binary search per value;
             # count(x > e_i) is the number of values right of edge i (side="left" semantics)
             missing = int(np.count_nonzero(np.isnan(x)))
-            right = np.array([n - missing] + [np.count_nonzero(x > e) for e in ref.edges[j]] + [0])
+            right = np.array([n - missing, *_count_above(x, ref.edges[j]), 0])
             out[j, : ref.n_bins[j] - 1] = right[:-1] - right[1:]
             out[j, ref.n_bins[j] - 1] = missing
         base = len(ref.numeric)
