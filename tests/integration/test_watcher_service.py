@@ -173,6 +173,12 @@ def test_malformed_oversize_and_unknown_model_events(watcher: Watcher) -> None:
     r = watcher.post(*binary_event("response", {"predictions": ["yes"]}, NAME))
     assert r.status_code == 400 and "numbers" in r.json()["error"]
 
+    good = {"specversion": "1.0", "id": "g1", "type": "org.kubeflow.serving.inference.request", "source": "x",
+            "inferenceservicename": NAME, "datacontenttype": "application/json", "data": ok_body}
+    batch = [good, {**good, "id": "g2", "data": bad}]  # one bad event rejects the whole delivery
+    r = watcher.post({"content-type": "application/cloudevents-batch+json"}, json.dumps(batch).encode())
+    assert r.status_code == 400 and "'age'" in r.json()["error"]
+
     big = {"instances": records(stream(2000, seed=2))}
     r = watcher.post(*binary_event("request", big, NAME))
     assert r.status_code == 413
@@ -180,7 +186,7 @@ def test_malformed_oversize_and_unknown_model_events(watcher: Watcher) -> None:
     r = watcher.post(*binary_event("request", ok_body, "some-other-model"))
     assert r.status_code == 202 and r.json()["dropped"] == 1
 
-    assert watcher.metric("ctloop_watcher_events_total", outcome="malformed") == 7
+    assert watcher.metric("ctloop_watcher_events_total", outcome="malformed") == 8
     assert watcher.metric("ctloop_watcher_events_total", outcome="oversize") == 1
     assert watcher.metric("ctloop_watcher_events_total", outcome="unknown_model") == 1
     assert watcher.metric("ctloop_watcher_events_total", outcome="accepted") == 1

@@ -11,7 +11,7 @@ import numpy as np
 
 from ctloop.config import DriftConfig
 from ctloop.drift.calibrate import bootstrap_threshold
-from ctloop.drift.reference import Reference
+from ctloop.drift.reference import Batch, Reference
 from ctloop.drift.stats import js_distance, missing_share_change, psi, unseen_share
 from ctloop.drift.window import ClosedWindow, WindowRing
 from ctloop.errors import DriftError, EventError
@@ -151,30 +151,43 @@ class DriftMonitor:
         """Bin a batch of rows (columns by feature name) and return the windows it closed.
 
         Raises:
-            EventError: When a column holds values of the wrong type or length.
+            EventError: When a column holds values of the wrong type or length (nothing is counted).
         """
-        if rows <= 0:
+        return self.add(self.reference.prepare(columns, rows))
+
+    def add(self, batch: Batch) -> list[Evaluation]:
+        """Add a batch already validated by :meth:`Reference.prepare`; return the windows it closed."""
+        if batch.rows <= 0:
             return []
-        batch = self.reference.prepare(columns, rows)
-        self.rows_seen += rows
+        self.rows_seen += batch.rows
         out = []
-        for win in self._ring.add(rows, batch.counts):
+        for win in self._ring.add(batch.rows, batch.counts):
             ev = self._evaluate(win)
             if ev is not None:
                 out.append(ev)
         return out
 
-    def ingest_predictions(self, predictions: np.ndarray) -> list[FeatureScore]:
-        """Add model outputs (positive-class probabilities or 0/1 labels); return closed-window scores.
+    @staticmethod
+    def check_predictions(predictions: np.ndarray) -> np.ndarray:
+        """Model outputs as a flat float array.
 
         Raises:
             EventError: When a prediction is not a number in [0, 1].
         """
         p = np.asarray(predictions, dtype=float).ravel()
-        if p.size == 0 or self._pred_rule is None or self._pred_ref is None:
-            return []
         if not np.all((p >= 0) & (p <= 1)):
             raise EventError("predictions: expected positive-class probabilities or 0/1 labels in [0, 1]")
+        return p
+
+    def ingest_predictions(self, predictions: np.ndarray) -> list[FeatureScore]:
+        """Add model outputs (positive-class probabilities or 0/1 labels); return closed-window scores.
+
+        Raises:
+            EventError: When a prediction is not a number in [0, 1] (nothing is counted).
+        """
+        p = self.check_predictions(predictions)
+        if p.size == 0 or self._pred_rule is None or self._pred_ref is None:
+            return []
         self.predictions_seen += p.size
         cs = np.concatenate([[0.0], np.cumsum(p)])
 

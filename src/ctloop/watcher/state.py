@@ -144,28 +144,36 @@ class WatcherState:
         """
         out = {"accepted": 0, "dropped": 0, "windows": 0, "rows": 0}
         with self.lock:
+            mon = self.monitor
+            # validate every event of the delivery first, so a bad one rejects it whole
+            todo: list[tuple[PayloadEvent, Any]] = []
             for ev in events:
                 if ev.model is not None and ev.model != self.model:
-                    self.count("unknown_model")
+                    todo.append((ev, "unknown_model"))
+                elif mon is None:
+                    todo.append((ev, "no_reference"))
+                elif ev.kind == "request":
+                    todo.append((ev, mon.reference.prepare(ev.columns, ev.rows)))
+                else:
+                    assert ev.predictions is not None
+                    todo.append((ev, mon.check_predictions(ev.predictions)))
+            for ev, item in todo:
+                if isinstance(item, str):
+                    self.count(item)
                     out["dropped"] += 1
                     continue
-                if self.monitor is None:
-                    self.count("no_reference")
-                    out["dropped"] += 1
-                    continue
+                assert mon is not None
                 if ev.kind == "request":
-                    evals = self.monitor.ingest(ev.columns, ev.rows)
+                    evals = mon.add(item)
                     self.metrics.rows.labels("request").inc(ev.rows)
                     for e in evals:
                         self.metrics.observe(e)
                     out["windows"] += len(evals)
                     self._remember(ev.id, ev.rows)
                 else:
-                    assert ev.predictions is not None
-                    scores = self.monitor.ingest_predictions(ev.predictions)
-                    self.metrics.rows.labels("response").inc(ev.rows)
-                    for s in scores:
+                    for s in mon.ingest_predictions(item):
                         self.metrics.observe_prediction(s)
+                    self.metrics.rows.labels("response").inc(ev.rows)
                     if self._pending.pop(ev.id, None) is not None:
                         self.count("joined")
                 out["rows"] += ev.rows
