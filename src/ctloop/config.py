@@ -153,6 +153,14 @@ class DriftConfig(_Section):
             raise ValueError(f"must divide window_rows ({window}) evenly")
         return value
 
+    @field_validator("min_rows")
+    @classmethod
+    def _fits(cls, value: int, info: Any) -> int:
+        window = info.data.get("window_rows")
+        if window is not None and value > window:
+            raise ValueError(f"must be <= window_rows ({window}), or no window is ever evaluated")
+        return value
+
 
 class TriggersConfig(_Section):
     """Trigger policy settings."""

@@ -123,3 +123,5 @@ def test_config_rejects_a_slide_that_does_not_divide_the_window() -> None:
     with pytest.raises(ConfigError, match="drift.slide_rows: must divide window_rows"):
         parse_config({"name": "m", "data": {"source": "d"},
                       "drift": {"window_rows": 2000, "slide_rows": 300}})
+    with pytest.raises(ConfigError, match="drift.min_rows: must be <= window_rows"):
+        parse_config({"name": "m", "data": {"source": "d"}, "drift": {"window_rows": 200}})
