@@ -55,3 +55,11 @@ class TriggerError(CtloopError, RuntimeError):
 
 class SubmitError(TriggerError):
     """A pipeline run could not be submitted (the trigger stays in the ledger with the error)."""
+
+
+class DriftError(CtloopError, RuntimeError):
+    """The drift watcher cannot build or use its reference (profile missing, corrupt or mismatched)."""
+
+
+class EventError(CtloopError, ValueError):
+    """A payload event is malformed (bad CloudEvent, unknown body layout, wrong types)."""
