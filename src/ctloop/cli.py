@@ -252,6 +252,9 @@ from ctloop.cli_triggers import register as _register_triggers  # noqa: E402
 from ctloop.cli_watch import watch  # noqa: E402
 
 app.command("watch")(watch)
+from ctloop.cli_demo import demo  # noqa: E402
+
+app.command("demo")(demo)
 
 _register_triggers(app)
 

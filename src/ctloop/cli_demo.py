@@ -1,0 +1,115 @@
+"""``ctloop demo``: the closed loop end to end on this machine, with a live view, a timeline and a report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+
+class _View:
+    """The live progress view: stage, day, pipeline steps of the first run, recent events."""
+
+    def __init__(self) -> None:
+        self.mode = "?"
+        self.stage = "starting"
+        self.day = ""
+        self.steps: dict[str, str] = {}
+        self.events: list[str] = []
+        self.t0 = time.monotonic()
+
+    def update(self, kind: str, info: dict[str, Any]) -> None:
+        now = f"{time.monotonic() - self.t0:6.1f}s"
+        if kind == "setup":
+            self.mode = info["mode"]
+            self.events.append(f"{now} project at {info['out']} ({self.mode} alerting)")
+        elif kind == "bootstrap":
+            self.stage = "training the first champion (KFP local runner)"
+            if info["state"] == "done":
+                self.events.append(f"{now} first champion v{info['version']} in {info['seconds']:.0f}s")
+        elif kind == "step":
+            self.steps[info["task"]] = info["state"]
+        elif kind == "stack":
+            self.stage = "replaying traffic"
+            self.events.append(f"{now} up: " + ", ".join(f"{k} {v}" for k, v in info["endpoints"].items()))
+        elif kind == "day":
+            self.day = f"{info['day']} ({info['index'] + 1}/{info['of']}){' drifted' if info['drifted'] else ''}"
+            self.stage = "replaying traffic"
+        elif kind == "drift":
+            self.stage = "drift detected: waiting for the alert"
+            self.events.append(f"{now} drift share {info['drift_share']:.0%} ({', '.join(info['features'][:4])} …)")
+        elif kind == "alert":
+            self.stage = f"retraining: run {info['run_id']}"
+            self.events.append(f"{now} {info['reason']}")
+        elif kind == "run":
+            self.stage = "waiting for the hot-swap"
+            self.events.append(f"{now} run {info['run_id']} {info['status']} → v{info['version']}")
+        elif kind == "swap":
+            self.stage = "replaying traffic"
+            self.events.append(f"{now} model server now serves v{info['version']}")
+        elif kind == "day_done":
+            rec = info["record"]
+            self.events.append(f"{now} {rec.day}: {rec.rows} rows, acc {rec.accuracy:.1%}, "
+                               f"drift share {rec.drift_share:.0%}")
+        elif kind == "done":
+            self.stage = "done"
+        self.events = self.events[-12:]
+
+    def render(self) -> Panel:
+        head = Table.grid(padding=(0, 2))
+        head.add_row("alerting", self.mode)
+        head.add_row("stage", self.stage)
+        head.add_row("day", self.day or "-")
+        if self.steps:
+            head.add_row("first run", " ".join(f"{k}:{v}" for k, v in self.steps.items()))
+        return Panel(Group(head, Text(""), Text("\n".join(self.events))), title="ctloop demo",
+                     subtitle=f"{time.monotonic() - self.t0:.0f}s")
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo project, logs and report (replaced).")] = Path(
+        "demo-project"),
+    prometheus: Annotated[str, typer.Option(
+        help="auto: real Prometheus + Alertmanager where installed, else the embedded evaluator; on; off.")] = "auto",
+    days: Annotated[int, typer.Option(min=2, help="Drifted days to replay.")] = 5,
+    rows_per_day: Annotated[int, typer.Option(min=100, help="Requests rows per day.")] = 800,
+) -> None:
+    """Run the closed loop: drift → alert → retrain → gate → promote → hot-swap, and report it."""
+    import logging
+
+    from ctloop.demo.loop import run_demo
+    from ctloop.demo.report import timeline_table, timing_table, triggers_table, write_outputs
+    from ctloop.demo.scenario import DemoSettings
+
+    logging.basicConfig(level=logging.WARNING)
+    console = Console(file=sys.stdout)
+    view = _View()
+    settings = DemoSettings(drift_days=days, rows_per_day=rows_per_day, prometheus=prometheus)
+    with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
+
+        def progress(kind: str, info: dict[str, Any]) -> None:
+            view.update(kind, info)
+            live.update(view.render())
+
+        result = run_demo(out, settings, progress)
+    console.print(timeline_table(result))
+    console.print(triggers_table(result))
+    console.print(timing_table(result))
+    report, data = write_outputs(result, Path(result.out))
+    comp = result.comparison
+    if "later_drifted_days" in comp:
+        c = comp["later_drifted_days"]
+        console.print(f"on the later drifted days: v{comp['old']} accuracy {c['old']['accuracy']:.3f} → "
+                      f"v{comp['new']} {c['new']['accuracy']:.3f}")
+    champ = next((v for v in result.versions if v["version"] == result.champion), {})
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in champ.get("metrics", {}).items() if k != "rows")
+    console.print(f"[bold]champion: v{result.champion}[/] (served: v{result.served_version}) — {metrics}")
+    console.print(f"report: [bold]{report}[/]  data: {data}")
