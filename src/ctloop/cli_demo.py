@@ -79,6 +79,7 @@ def demo(
         "demo-project"),
     prometheus: Annotated[str, typer.Option(
         help="auto: real Prometheus + Alertmanager where installed, else the embedded evaluator; on; off.")] = "auto",
+    stable_days: Annotated[int, typer.Option(min=1, help="Stable days replayed before the drift.")] = 2,
     days: Annotated[int, typer.Option(min=2, help="Drifted days to replay.")] = 5,
     rows_per_day: Annotated[int, typer.Option(min=100, help="Requests rows per day.")] = 800,
 ) -> None:
@@ -92,7 +93,8 @@ def demo(
     logging.basicConfig(level=logging.WARNING)
     console = Console(file=sys.stdout)
     view = _View()
-    settings = DemoSettings(drift_days=days, rows_per_day=rows_per_day, prometheus=prometheus)
+    settings = DemoSettings(stable_days=stable_days, drift_days=days, rows_per_day=rows_per_day,
+                            prometheus=prometheus)
     with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
 
         def progress(kind: str, info: dict[str, Any]) -> None:

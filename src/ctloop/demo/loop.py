@@ -404,8 +404,14 @@ def _collect(root: Path, cfg: ProjectConfig, s: DemoSettings, mode: str, days: l
 
 def _markers(ledger: list[dict[str, Any]], sampler: Sampler, versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    dups = [r for r in ledger if r["reason_code"] == "duplicate"]
+    if dups:  # repeated notifications of the same episode: one marker with the count
+        out.append({"t": _iso_epoch(dups[0]["received_at"]) or 0.0, "kind": "trigger", "id": dups[0]["id"],
+                    "label": f"{len(dups)} repeated alert notifications suppressed: duplicate"})
     for r in ledger:
         t = _iso_epoch(r["received_at"]) or 0.0
+        if r["reason_code"] == "duplicate":
+            continue
         if r["source"] == "alert" and r["decision"] == "fired":
             out.append({"t": t, "kind": "alert", "label": f"alert → trigger #{r['id']} fired", "id": r["id"]})
             out.append({"t": t + 1e-3, "kind": "run", "label": f"run {r['run_id']} ({r['run_status']})",

@@ -60,12 +60,25 @@ def triggers_table(r: DemoResult) -> Table:
     t = Table(title="trigger ledger")
     for col in ("#", "source", "decision", "reason", "run", "version"):
         t.add_column(col, overflow="fold")
-    for row in r.ledger:
+    for row, n in collapse_duplicates(r.ledger):
         dec = row["decision"]
-        t.add_row(str(row["id"]), row["source"], f"[green]{dec}[/]" if dec == "fired" else dec,
-                  f"{row['reason_code']}: {row['reason']}", row.get("run_id") or "",
-                  str(row.get("version") or ""))
+        ids = f"{row['id']}" + (f"-{row['id'] + n - 1}" if n > 1 else "")
+        reason = row["reason"] + (f" (×{n})" if n > 1 else "")
+        t.add_row(ids, row["source"], f"[green]{dec}[/]" if dec == "fired" else dec, reason,
+                  row.get("run_id") or "", str(row.get("version") or ""))
     return t
+
+
+def collapse_duplicates(ledger: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """Ledger rows with runs of consecutive duplicates (same source and reason) folded into one."""
+    out: list[tuple[dict[str, Any], int]] = []
+    for row in ledger:
+        if out and row["reason_code"] == "duplicate" and out[-1][0]["reason_code"] == "duplicate" \
+                and out[-1][0]["source"] == row["source"] and out[-1][0]["reason"] == row["reason"]:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((row, 1))
+    return out
 
 
 # -- HTML -----------------------------------------------------------------------------------------------
@@ -169,6 +182,14 @@ def _lineage(v: dict[str, Any], r: DemoResult) -> str:
             f"<p>gate checks:</p><ul>{checks}</ul>")
 
 
+def _ledger_row(x: dict[str, Any], n: int) -> str:
+    ids = str(x["id"]) + (f"-{x['id'] + n - 1}" if n > 1 else "")
+    reason = x["reason"] + (f" (×{n})" if n > 1 else "")
+    return (f"<tr><td>{ids}</td><td>{x['received_at'][11:23]}</td><td>{x['source']}</td><td>{x['decision']}</td>"
+            f"<td>{html.escape(reason)}</td><td>{x.get('run_id') or ''}</td>"
+            f"<td>{_vlink(x.get('version'))}</td></tr>")
+
+
 def _vlink(version: Any) -> str:
     return f'<a href="#v{version}">v{version}</a>' if version else ""
 
@@ -192,11 +213,7 @@ def html_report(r: DemoResult) -> str:
         f"<td>{', '.join(f'<a href=#v{v}>v{v}</a>' for v in d.versions)}</td><td>{_pct(d.accuracy)}</td>"
         f"<td>{_pct(d.accuracy_without_retraining)}</td><td>{'<br>'.join(html.escape(e) for e in d.events)}</td></tr>"
         for d in r.days)
-    ledger = "".join(
-        f"<tr><td>{x['id']}</td><td>{x['received_at'][11:23]}</td><td>{x['source']}</td><td>{x['decision']}</td>"
-        f"<td>{html.escape(x['reason_code'] + ': ' + x['reason'])}</td><td>{x.get('run_id') or ''}</td>"
-        f"<td>{_vlink(x.get('version'))}</td></tr>"
-        for x in r.ledger)
+    ledger = "".join(_ledger_row(x, n) for x, n in collapse_duplicates(r.ledger))
     timings = "".join(f"<tr><th>{k.removesuffix('_s').replace('_', ' ')}</th><td>{v:.2f} s</td></tr>"
                       for k, v in r.timings.items())
     comp = r.comparison
