@@ -22,10 +22,9 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install
-	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/ctloop init $(DEMO_DIR)
-	$(VENV)/bin/ctloop datagen --out $(DEMO_DIR)/data --days 30 --start 2026-01-01 --seed 7
-	$(VENV)/bin/ctloop run --config $(DEMO_DIR)/ctloop.yaml
+	# the closed loop on this machine: drift → alert → retrain → gate → promote → hot-swap
+	# (real Prometheus + Alertmanager where installed, else the watcher's embedded evaluator)
+	$(VENV)/bin/ctloop demo --out $(DEMO_DIR)
 	$(VENV)/bin/ctloop registry champion --config $(DEMO_DIR)/ctloop.yaml
 
 compile: install

@@ -202,9 +202,13 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: Pr
     from ctloop.render import render_all
 
     render_all(cfg, root / "manifests")
+    t0 = time.perf_counter()
     champion0 = _first_champion(cfg, say)
+    first_run = time.perf_counter() - t0
     with contextlib.ExitStack() as stack:
-        return _closed_loop(stack, root, cfg, s, mode, bins, ports, champion0, say)
+        result = _closed_loop(stack, root, cfg, s, mode, bins, ports, champion0, say)
+    result.timings["first_run_s"] = round(first_run, 3)  # a bare pipeline run: the baseline of the loop
+    return result
 
 
 def _first_champion(cfg: ProjectConfig, say: Progress) -> int:
