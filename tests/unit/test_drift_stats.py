@@ -169,3 +169,19 @@ def test_pandas_categorical_columns_count_like_strings() -> None:
     as_text = ref.count_columns(columns(frame), len(frame))
     cols = {c: frame[c].astype("category") if c in CATEGORICAL else frame[c] for c in frame.columns}
     np.testing.assert_array_equal(ref.count_columns(cols, len(frame)), as_text)
+
+
+def test_few_and_many_categorical_values_count_alike() -> None:
+    ref = Reference.from_profile(reference_profile())
+    values = ["north", "mars", None, float("nan"), 3, "south", "west"] * 6  # 42 values: the small path
+    few = ref.count_columns({"region": np.array(values, dtype=object)}, len(values))
+    many = ref.count_columns({"region": np.array(values * 50, dtype=object)}, len(values) * 50)
+    np.testing.assert_array_equal(few * 50, many)
+    vocab = ref.vocabularies[0]
+    assert few[len(NUMERIC), len(vocab)] == 12 and few[len(NUMERIC), len(vocab) + 1] == 12
+
+
+def test_nested_values_for_a_numeric_feature_are_rejected() -> None:
+    ref = Reference.from_profile(reference_profile())
+    with pytest.raises(EventError, match="'age': expected one number per row"):
+        ref.prepare({"age": [[1.0, 2.0]]}, 1)

@@ -134,6 +134,10 @@ class Reference:
             arr = np.asarray(col, dtype=object)
             if arr.shape[0] != rows:
                 raise EventError(f"feature {name!r}: {arr.shape[0]} values for {rows} rows")
+            if rows <= SMALL_SLICE // 32:  # a few values: dictionary lookups beat an index's overhead
+                pos = self._vocab_pos[k]
+                codes.append(np.array([_code(v, pos, size) for v in arr.tolist()], dtype=np.intp))
+                continue
             c = index.get_indexer(arr)
             unknown = np.flatnonzero(c < 0)
             if unknown.size:  # only values outside the vocabulary need a second look
@@ -157,12 +161,28 @@ class Reference:
         return tuple(np.append(e, np.inf) for e in self.edges)
 
     @cached_property
+    def _vocab_pos(self) -> tuple[dict[str, int], ...]:
+        return tuple({v: i for i, v in enumerate(vocab)} for vocab in self.vocabularies)
+
+    @cached_property
     def _vocab_index(self) -> tuple[pd.Index, ...]:
         return tuple(pd.Index(list(v), dtype=object) for v in self.vocabularies)
 
 
+def _code(value: object, pos: dict[str, int], size: int) -> int:
+    """Bin of one categorical value: its vocabulary position, OTHER (``size``) or missing (``size + 1``)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return size + 1
+    return pos.get(value if isinstance(value, str) else str(value), size)
+
+
 def _as_float(col: np.ndarray | Sequence[object], name: str) -> np.ndarray:
-    arr = np.asarray(col)
+    try:
+        arr = np.asarray(col)
+    except ValueError as exc:  # ragged nested lists
+        raise EventError(f"feature {name!r}: expected one number per row ({exc})") from exc
+    if arr.ndim != 1:
+        raise EventError(f"feature {name!r}: expected one number per row, got shape {arr.shape}")
     if arr.dtype.kind in "fiub":
         return arr.astype(float, copy=False)
     try:
