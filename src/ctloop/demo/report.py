@@ -237,7 +237,8 @@ table.kv th {{ width: 230px; background: #f7f7f7; }}
 </style></head><body>
 <h1>ctloop closed loop — {html.escape(r.mode)} alerting</h1>
 <p>Champion now: <a href="#v{r.champion}">v{r.champion}</a>; the model server answers with
-v{r.served_version}. Project: <code>{html.escape(r.config)}</code>.</p>
+v{r.served_version}. The project (<code>ctloop.yaml</code>, <code>registry/</code>, <code>data/</code>,
+<code>state/ledger.sqlite</code>, <code>logs/</code>) is in the folder of this report.</p>
 <h2>Closed-loop latency</h2><table>{timings}</table>
 <h2>Challenger vs champion</h2><table>{comp_rows}</table>
 <h2>Drift</h2>{drift_plot}{share_plot}
