@@ -107,6 +107,10 @@ def demo(
     console.print(timing_table(result))
     report, data = write_outputs(result, Path(result.out))
     comp = result.comparison
+    if "recent_slice" in comp:
+        c = comp["recent_slice"]
+        console.print(f"gate's recent slice ({comp['recent_slice_day']}, {c['rows']} rows): v{comp['old']} roc_auc "
+                      f"{c['old']['roc_auc']:.3f} → challenger v{comp['new']} {c['new']['roc_auc']:.3f}")
     if "later_drifted_days" in comp:
         c = comp["later_drifted_days"]
         console.print(f"on the later drifted days: v{comp['old']} accuracy {c['old']['accuracy']:.3f} → "

@@ -63,3 +63,7 @@ class DriftError(CtloopError, RuntimeError):
 
 class EventError(CtloopError, ValueError):
     """A payload event is malformed (bad CloudEvent, unknown body layout, wrong types)."""
+
+
+class DemoError(CtloopError, RuntimeError):
+    """``ctloop demo``: a process did not start, or the loop did not close in time (see the named log)."""

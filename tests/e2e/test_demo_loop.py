@@ -95,10 +95,29 @@ def test_cli_demo_with_embedded_evaluator_gives_the_same_outcome(tmp_path: Path)
 def test_prometheus_on_without_binaries_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     from ctloop.demo.loop import resolve_mode
-    from ctloop.demo.stack import DemoError
+    from ctloop.errors import DemoError
 
     with pytest.raises(DemoError, match="prometheus-alertmanager"):
         resolve_mode("on")
     assert resolve_mode("auto") == ("embedded", None)
     with pytest.raises(DemoError, match="expected auto, on or off"):
         resolve_mode("maybe")
+
+
+def test_ctrl_c_mid_replay_stops_every_process(tmp_path: Path) -> None:
+    seen: dict[str, str] = {}
+
+    def progress(kind: str, info: dict[str, object]) -> None:
+        if kind == "stack":
+            seen.update(info["endpoints"])  # type: ignore[arg-type]
+        if kind == "day_done":
+            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
+
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(tmp_path / "demo", DemoSettings(prometheus="auto", **SETTINGS), progress)  # type: ignore[arg-type]
+    assert {"watcher", "model_server"} <= set(seen)
+    for url in seen.values():
+        assert not http_ok(f"{url}/-/ready") and not http_ok(f"{url}/metrics")
+    # what happened so far is kept: the first champion and the ledger
+    assert Registry(str(tmp_path / "demo" / "registry"), "churn").alias("champion") == 1
+    assert (tmp_path / "demo" / "state" / "ledger.sqlite").is_file()

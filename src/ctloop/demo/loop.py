@@ -27,7 +27,6 @@ from prometheus_client import CollectorRegistry
 from ctloop.config import ProjectConfig, load_config
 from ctloop.demo.scenario import STREAM_DIR, DemoSettings, land_day, write_project
 from ctloop.demo.stack import (
-    DemoError,
     asgi_in_thread,
     free_port,
     model_server,
@@ -35,6 +34,7 @@ from ctloop.demo.stack import (
     prometheus_stack,
     wait_until,
 )
+from ctloop.errors import DemoError
 from ctloop.registry import Registry
 
 Progress = Callable[[str, dict[str, Any]], None]

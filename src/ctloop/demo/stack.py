@@ -20,11 +20,10 @@ from typing import Any
 import httpx
 import yaml
 
-from ctloop.errors import CtloopError
+from ctloop.errors import DemoError
 
-
-class DemoError(CtloopError, RuntimeError):
-    """A demo process did not start or the loop did not close in time (see the named log)."""
+__all__ = ["DemoError", "asgi_in_thread", "free_port", "http_ok", "managed_process", "model_server",
+           "monitoring_binaries", "prometheus_stack", "wait_until"]
 
 
 def free_port() -> int:
