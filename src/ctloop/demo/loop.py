@@ -227,20 +227,15 @@ def _first_champion(cfg: ProjectConfig, say: Progress) -> int:
 
 def _closed_loop(stack: contextlib.ExitStack, root: Path, cfg: ProjectConfig, s: DemoSettings, mode: str,
                  bins: tuple[str, str] | None, ports: dict[str, int], champion0: int, say: Progress) -> DemoResult:
+    from ctloop.demo.compose import watcher_with_triggers
     from ctloop.model import load_model
-    from ctloop.triggers.api import routes
-    from ctloop.triggers.service import TriggerService, read_token
-    from ctloop.watcher.app import build_app
+    from ctloop.triggers.service import read_token
 
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
     metrics = CollectorRegistry()
-    svc = TriggerService.create(cfg, registry=metrics, drift_registry=metrics)
-    svc.tick_seconds = 0.2
-    app = build_app(cfg, metrics, extra_routes=routes(svc), status_extras={"triggers": lambda: svc.status(20)})
+    app, svc = watcher_with_triggers(cfg, metrics, tick_seconds=0.2)
     watcher_state = app.state.watcher
-    svc.start()
-    stack.callback(svc.stop)
     watcher = stack.enter_context(asgi_in_thread(app, ports["watcher"]))
     wait_until(lambda: watcher_state.version == champion0, 60, "the watcher to load the champion's reference")
     endpoints = {"watcher": watcher}
