@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,14 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+
+class Alerting(StrEnum):
+    """Which alerting the demo uses."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
 
 
 class _View:
@@ -77,8 +86,9 @@ class _View:
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo project, logs and report (replaced).")] = Path(
         "demo-project"),
-    prometheus: Annotated[str, typer.Option(
-        help="auto: real Prometheus + Alertmanager where installed, else the embedded evaluator; on; off.")] = "auto",
+    prometheus: Annotated[Alerting, typer.Option(
+        help="auto: real Prometheus + Alertmanager where installed, else the embedded evaluator; on; off.")
+    ] = Alerting.auto,
     stable_days: Annotated[int, typer.Option(min=1, help="Stable days replayed before the drift.")] = 2,
     days: Annotated[int, typer.Option(min=2, help="Drifted days to replay.")] = 5,
     rows_per_day: Annotated[int, typer.Option(min=100, help="Requests rows per day.")] = 800,
@@ -94,7 +104,7 @@ def demo(
     console = Console(file=sys.stdout)
     view = _View()
     settings = DemoSettings(stable_days=stable_days, drift_days=days, rows_per_day=rows_per_day,
-                            prometheus=prometheus)
+                            prometheus=prometheus.value)
     with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
 
         def progress(kind: str, info: dict[str, Any]) -> None:

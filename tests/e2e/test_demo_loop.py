@@ -121,3 +121,9 @@ def test_ctrl_c_mid_replay_stops_every_process(tmp_path: Path) -> None:
     # what happened so far is kept: the first champion and the ledger
     assert Registry(str(tmp_path / "demo" / "registry"), "churn").alias("champion") == 1
     assert (tmp_path / "demo" / "state" / "ledger.sqlite").is_file()
+
+
+def test_cli_rejects_unknown_alerting_mode_as_usage_error(tmp_path: Path) -> None:
+    res = run_cli("demo", "--out", str(tmp_path / "d"), "--prometheus", "maybe")
+    assert res.returncode == 2 and "maybe" in res.stderr
+    assert not (tmp_path / "d").exists()

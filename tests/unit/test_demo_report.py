@@ -85,3 +85,19 @@ def test_html_report_links_versions_to_lineage_and_escapes() -> None:
     assert 'id="v2"' in page and 'href="#v1"' in page  # v2's parent links to v1's lineage
     assert "&lt;share&gt;" in page and "<share>" not in page
     assert "roc_auc 0.9 &gt;= 0.65" in page
+
+
+def test_out_folder_that_is_not_a_demo_is_never_deleted(tmp_path: Path) -> None:
+    from ctloop.errors import DemoError
+
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(DemoError, match="not an earlier `ctloop demo` folder"):
+        write_project(precious, DemoSettings(rows_per_day=100), {"server": 1, "watcher": 2}, use_prometheus=False)
+    assert (precious / "notes.txt").read_text() == "keep me"
+    demo = tmp_path / "demo"
+    for _ in range(2):  # an earlier demo folder is replaced
+        write_project(demo, DemoSettings(rows_per_day=100), {"server": 1, "watcher": 2}, use_prometheus=False)
+    assert (demo / "ctloop.yaml").is_file()
+

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ctloop.datagen import DriftSpec, write_stream
+from ctloop.errors import DemoError
 from ctloop.project import example_schema
 from ctloop.schema import dump_schema
 
@@ -104,11 +105,32 @@ def demo_config(s: DemoSettings, ports: dict[str, int], use_prometheus: bool) ->
     }
 
 
+HEADER = "# ctloop demo project (written by `ctloop demo`)\n"
+
+
+def check_out_dir(root: Path) -> None:
+    """Refuse to replace a folder that is neither empty nor an earlier demo (nothing else is deleted).
+
+    Raises:
+        DemoError: ``root`` is a file, or a non-empty folder without a demo ``ctloop.yaml``.
+    """
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise DemoError(f"--out {root}: is a file; choose a new or empty folder")
+    cfg = root / "ctloop.yaml"
+    is_demo = cfg.is_file() and cfg.read_text(errors="replace").startswith(HEADER)
+    if any(root.iterdir()) and not is_demo:
+        raise DemoError(f"--out {root}: the folder is not empty and is not an earlier `ctloop demo` folder; "
+                        "choose a new or empty folder (the demo replaces it)")
+
+
 def write_project(root: Path, s: DemoSettings, ports: dict[str, int], use_prometheus: bool) -> Path:
     """Write a fresh demo project under ``root`` (replacing an old one); return its ``ctloop.yaml``.
 
     The whole stream is generated into ``stream/``; the history days are copied into ``data/``.
     """
+    check_out_dir(root)
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -118,8 +140,7 @@ def write_project(root: Path, s: DemoSettings, ports: dict[str, int], use_promet
     token.write_text(secrets.token_hex(32) + "\n")
     token.chmod(0o600)
     cfg = root / "ctloop.yaml"
-    cfg.write_text("# ctloop demo project (written by `ctloop demo`)\n"
-                   + yaml.safe_dump(demo_config(s, ports, use_prometheus), sort_keys=False))
+    cfg.write_text(HEADER + yaml.safe_dump(demo_config(s, ports, use_prometheus), sort_keys=False))
     write_stream(root / STREAM_DIR, s.start, s.total_days, s.seed, s.rows_per_day,
                  DriftSpec(s.drift_start, covariate=1.0, concept=1.0))
     for i in range(s.history_days):
