@@ -112,6 +112,7 @@ def demo(
             live.update(view.render())
 
         result = run_demo(out, settings, progress)
+    console.print()
     console.print(timeline_table(result))
     console.print(triggers_table(result))
     console.print(timing_table(result))
