@@ -126,6 +126,9 @@ def demo(
         c = comp["later_drifted_days"]
         console.print(f"on the later drifted days: v{comp['old']} accuracy {c['old']['accuracy']:.3f} → "
                       f"v{comp['new']} {c['new']['accuracy']:.3f}")
+    for check in comp.get("decision_checks", []):
+        mark = "[green]pass[/]" if check.get("passed") else "[red]FAIL[/]"
+        console.print(f"  gate {mark} {check.get('name')}: {check.get('reason')}", highlight=False)
     champ = next((v for v in result.versions if v["version"] == result.champion), {})
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in champ.get("metrics", {}).items() if k != "rows")
     console.print(f"[bold]champion: v{result.champion}[/] (served: v{result.served_version}) — {metrics}")
