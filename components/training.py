@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 DEFAULT_IMAGE = "ghcr.io/ctloop/ctloop-runtime:0.1.0"
 
@@ -19,16 +19,13 @@ def ingest(config_json: str, cutoff_date: str, dataset: Output[Dataset]) -> str:
     return info["content_hash"]
 
 
-def validate(config_json: str, dataset: Input[Dataset], report: Output[Artifact], summary: Output[Markdown]):
-    """Check the dataset against the schema; fails the run on errors."""
+def validate(config_json: str, dataset: Input[Dataset], report: Output[Artifact], report_html: Output[HTML],
+             summary: Output[Markdown]):
+    """Check the dataset against the schema and the champion's profile; fails the run on errors."""
     from ctloop.steps import validate_step
-    from ctloop.reports import validation_markdown
 
-    try:
-        result = validate_step(config_json, dataset.path, report.path)
-    finally:
-        validation_markdown(report.path, summary.path)
-    report.metadata["passed"] = result["passed"]
+    result = validate_step(config_json, dataset.path, report.path, report_html.path, summary.path)
+    report.metadata.update({"passed": result["passed"], "rows": result["rows"]})
 
 
 def split(config_json: str, dataset: Input[Dataset], train: Output[Dataset], test: Output[Dataset],
