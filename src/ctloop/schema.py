@@ -194,11 +194,11 @@ def _pandera_schema(schema: Schema, frame: pd.DataFrame, dtype_ok: set[str]):  #
             if spec.dtype == "integer":
                 checks.append(pa.Check(lambda s: s % 1 == 0, name="integer", ignore_na=True))
             if spec.min is not None:
-                checks.append(pa.Check.ge(spec.min, name="min"))
+                checks.append(pa.Check(lambda s, lo=spec.min: s >= lo, name="min"))
             if spec.max is not None:
-                checks.append(pa.Check.le(spec.max, name="max"))
+                checks.append(pa.Check(lambda s, hi=spec.max: s <= hi, name="max"))
             if spec.dtype == "binary":
-                checks.append(pa.Check.isin([0, 1], name="binary"))
+                checks.append(pa.Check(lambda s: s.isin([0, 1]), name="binary"))
         elif spec.categories is not None:
             domain = list(spec.categories)
             checks.append(pa.Check(lambda s, d=domain: _as_str(s).isin(d), name="categories"))
