@@ -150,7 +150,8 @@ def _print_result(console: Console, result: Any) -> None:
     if result.error:
         console.print(f"[red]error in step {result.error.get('step')}[/]: "
                       f"{rich.markup.escape(str(result.error.get('message')))}", highlight=False)
-    if result.error and (html := result.reports.get(str(result.error.get("step")), {}).get("html")):
+    html = result.reports.get(str((result.error or {}).get("step")), {}).get("html")
+    if html and html not in str(result.error.get("message")):
         console.print(f"report: {html}", markup=False, highlight=False)
 
 
@@ -266,7 +267,8 @@ def manifests_render(
 def main() -> None:
     """Entry point: run the app and map typed errors to exit codes."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns (not raises) typer.Exit's code in this mode
+        sys.exit(code if isinstance(code, int) else 0)
     except CtloopError as exc:
         Console(file=sys.stderr).print(f"[red]error:[/] {exc}", markup=True, highlight=False)
         sys.exit(exc.exit_code)

@@ -115,6 +115,6 @@ def test_single_class_label_via_cli_exits_3(
     out = r.stdout
     assert "column 'label': check 'label_classes'" in out
     html = next(line.split("report: ", 1)[1].strip() for line in out.splitlines()
-                if line.startswith("report: "))
+                if line.strip().startswith("report: "))
     assert ("error", "label_classes", "label") in parse_report(html).rows
     assert tree_bytes(Path(cfg.registry.uri)) == before
