@@ -1,8 +1,9 @@
 """Validation + profile of 1M rows x 25 columns vs a bare ``pandas.read_parquet`` of the same file.
 
 Run: ``python benchmarks/bench_validation.py [--rows N] [--repeat R]``. Prints both times (best of R) and
-their ratio; the validation side reads the file too, then runs every check (schema with pandera,
-profile on the champion's bins, PSI, ranges, duplicates) in one pass per column.
+their ratio. The validation side does what the validate step does: reads the file (categorical string
+columns dictionary-encoded) and runs every check (schema with pandera, batch profile on the champion's
+bins, PSI, reference ranges, duplicate rows) in one vectorised pass per column.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from ctloop.config import ValidationConfig
 from ctloop.profile import compute_profile
 from ctloop.schema import ColumnSpec, Schema
-from ctloop.validation import validate_frame
+from ctloop.validation import read_batch, validate_frame
 
 N_NUMERIC, N_CATEGORICAL = 20, 4
 
@@ -40,7 +41,8 @@ def make_frame(rows: int, seed: int) -> pd.DataFrame:
 
 
 def make_schema() -> Schema:
-    cols = {f"x{i}": ColumnSpec(dtype="numeric", nullable=i % 5 == 0, min=-1e6, max=1e6) for i in range(N_NUMERIC)}
+    cols = {f"x{i}": ColumnSpec(dtype="numeric", nullable=i % 5 == 0, min=-1e6, max=1e6)
+            for i in range(N_NUMERIC)}
     for j in range(N_CATEGORICAL):
         cols[f"cat{j}"] = ColumnSpec(dtype="categorical", categories=[f"c{j}_{k}" for k in range(5 + 3 * j)])
     cols["label"] = ColumnSpec(dtype="binary")
@@ -66,7 +68,7 @@ def main() -> None:
             read_t.append(time.perf_counter() - t0)
             del frame
             t0 = time.perf_counter()
-            frame = pd.read_parquet(path)
+            frame = read_batch(str(path), schema)  # what the validate step does: read, then check
             report = validate_frame(frame, schema, cfg, reference)
             val_t.append(time.perf_counter() - t0)
             del frame
@@ -74,8 +76,7 @@ def main() -> None:
     r, v = min(read_t), min(val_t)
     print(f"rows={args.rows} columns=25 checks={len(report.checks)} repeat={args.repeat}")
     print(f"bare pandas.read_parquet:       {r:.3f} s")
-    print(f"read + validation + profile:    {v:.3f} s")
-    print(f"validation only (difference):   {v - r:.3f} s")
+    print(f"read + validation + profile:    {v:.3f} s  (the validate step's work)")
     print(f"ratio (read+validate / read):   {v / r:.2f}x")
 
 

@@ -228,7 +228,7 @@ def schema_infer(
     data: Annotated[str, typer.Option(help="Data: partitioned parquet source URI, or one parquet file.")],
     out: Annotated[Path, typer.Option(help="Where to write schema.yaml.")],
     target: Annotated[str, typer.Option(help="Label column.")] = "label",
-    window_days: Annotated[int, typer.Option(min=1, help="Read the newest N days of a partitioned source.")] = 3660,
+    window_days: Annotated[int, typer.Option(min=1, help="Newest N days of a partitioned source.")] = 3660,
     max_categories: Annotated[int, typer.Option(min=1, help="Largest categorical domain to list.")] = 50,
     force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
 ) -> None:

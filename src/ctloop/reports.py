@@ -80,7 +80,8 @@ def _svg_histogram(h: dict[str, Any]) -> str:
         series.append(("#3b7dd8", batch[i], "batch"))
         for j, (color, value, name) in enumerate(series):
             bh = (height - 10) * value / top
-            parts.append(f'<rect class="{name}" x="{x + j * bar:.1f}" y="{height - bh:.1f}" width="{bar:.1f}" '
+            parts.append(f'<rect class="{name}" x="{x + j * bar:.1f}" y="{height - bh:.1f}" '
+                         f'width="{bar:.1f}" '
                          f'height="{bh:.1f}" fill="{color}"><title>{html.escape(label)}: {name} '
                          f'{100 * value:.1f}%</title></rect>')
         parts.append(f'<text x="{x + slot / 2:.1f}" y="{height + 12}" font-size="8" text-anchor="end" '

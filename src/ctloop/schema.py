@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -118,8 +119,13 @@ def _is_categorical(s: pd.Series) -> bool:
             or pd.api.types.is_bool_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype))
 
 
-def _as_str(s: pd.Series) -> pd.Series:
-    return s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)
+def _in_domain(s: pd.Series, domain: list[str]) -> pd.Series:
+    """Which values (compared as strings) lie in ``domain``; cheap for category and string dtypes."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        allowed = np.asarray(s.cat.categories.map(str).isin(domain))
+        codes = s.cat.codes.to_numpy()
+        return pd.Series(allowed[codes] | (codes < 0), index=s.index)
+    return (s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)).isin(domain)
 
 
 def infer_schema(frame: pd.DataFrame, target: str, max_categories: int = 50) -> Schema:
@@ -145,7 +151,7 @@ def infer_schema(frame: pd.DataFrame, target: str, max_categories: int = 50) -> 
         nullable = bool(s.isna().any())
         if name == target:
             values = set(s.dropna().unique().tolist())
-            if not values <= {0, 1, True, False}:
+            if not values <= {0, 1}:  # True/False compare equal to 1/0
                 shown = sorted(map(str, values))[:5]
                 raise SchemaError(f"cannot infer schema: target column {target!r} must hold 0/1 labels, "
                                   f"found {shown}")
@@ -201,7 +207,7 @@ def _pandera_schema(schema: Schema, frame: pd.DataFrame, dtype_ok: set[str]):  #
                 checks.append(pa.Check(lambda s: s.isin([0, 1]), name="binary"))
         elif spec.categories is not None:
             domain = list(spec.categories)
-            checks.append(pa.Check(lambda s, d=domain: _as_str(s).isin(d), name="categories"))
+            checks.append(pa.Check(lambda s, d=domain: _in_domain(s, d), name="categories"))
         columns[name] = pa.Column(checks=checks, nullable=spec.nullable, required=True)
     return pa.DataFrameSchema(columns, strict=False)
 
@@ -246,7 +252,7 @@ def check_frame(frame: pd.DataFrame, schema: Schema) -> list[Finding]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _pandera_schema(schema, frame, dtype_ok).validate(frame, lazy=True)
+            _pandera_schema(schema, frame, dtype_ok).validate(frame, lazy=True, inplace=True)  # no copy
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         for (col, check), grp in cases.groupby(["column", "check"], dropna=False, sort=False):

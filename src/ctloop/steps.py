@@ -112,7 +112,8 @@ def validate_step(config_json: str | ProjectConfig, dataset_path: str, report_pa
     try:
         report = run_validation(cfg, dataset_path, report_path, html_path or None, summary_path or None)
     finally:
-        print(announce_report("validate", json=report_path, html=html_path, markdown=summary_path), flush=True)
+        line = announce_report("validate", json=report_path, html=html_path, markdown=summary_path)
+        print(line, flush=True)
     doc = report.to_dict()
     return _timed({k: doc[k] for k in ("passed", "rows", "errors", "warnings")}, t0)
 

@@ -156,8 +156,8 @@ def _schema_results(findings: list[Finding], schema: Schema, rows: int, limit: L
             continue  # reported as label_present
         ex = f" (e.g. {', '.join(f.examples)})" if f.examples else ""
         if f.check == "unexpected_column":
-            out.append(CheckResult("unexpected_column", f.column, "warning",
-                                   f"column {f.column!r}: check 'unexpected_column': not in the schema; ignored"))
+            msg = f"column {f.column!r}: check 'unexpected_column': not in the schema; ignored"
+            out.append(CheckResult("unexpected_column", f.column, "warning", msg))
             continue
         failed_cols.add(f.column)
         share = f.failures / rows if rows else 1.0
@@ -177,8 +177,8 @@ def _schema_results(findings: list[Finding], schema: Schema, rows: int, limit: L
             "integer": f"{f.failures} non-integer value(s)",
             "binary": f"{f.failures} value(s) other than 0/1",
         }.get(f.check, f"{f.failures} failing row(s)")
-        out.append(CheckResult(f.check, f.column, "error", f"column {f.column!r}: check {f.check!r}: {text}{ex}",
-                               share))
+        msg = f"column {f.column!r}: check {f.check!r}: {text}{ex}"
+        out.append(CheckResult(f.check, f.column, "error", msg, share))
     for c in schema.columns:
         if c not in failed_cols and c != schema.target:
             out.append(CheckResult("schema", c, "pass", f"column {c!r}: matches the schema"))
@@ -261,6 +261,42 @@ def _histograms(batch: Profile, ref: Profile | None) -> list[Histogram]:
     return out
 
 
+def read_batch(path: str, schema: Schema) -> pd.DataFrame:
+    """Read a batch; string columns the schema calls categorical come back dictionary-encoded
+    (``category`` dtype), which skips building millions of Python strings.
+
+    Raises:
+        OSError, ValueError: When the file is missing or not parquet (pyarrow errors are ValueErrors).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        fields = pq.read_schema(path)
+        wanted = {*schema.categorical_features, "date"}
+        as_dict = [f.name for f in fields if f.name in wanted
+                   and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+        return pq.read_table(path, read_dictionary=as_dict).to_pandas()
+    except pa.ArrowException as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _categorize(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Turn string columns into ``category`` dtype once, so every later check works on codes."""
+    def stringy(c: str) -> bool:
+        d = frame[c].dtype
+        return not isinstance(d, pd.CategoricalDtype) and (
+            pd.api.types.is_string_dtype(d) or pd.api.types.is_object_dtype(d))
+
+    todo = [c for c in columns if c in frame.columns and stringy(c)]
+    if not todo:
+        return frame
+    out = frame.copy(deep=False)
+    for c in todo:
+        out[c] = out[c].astype("category")
+    return out
+
+
 def validate_frame(
     frame: pd.DataFrame,
     schema: Schema,
@@ -285,12 +321,13 @@ def validate_frame(
     info = reference_info or ReferenceInfo(None, None, reference.rows if reference else None,
                                            "reference profile given" if reference else "no reference profile")
     rows = len(frame)
+    frame = _categorize(frame, schema.categorical_features)
     report = ValidationReport(rows=rows, dataset=dataset, schema=schema_path, reference=info)
     checks = report.checks
     target = schema.target
     if rows == 0:
-        checks.append(CheckResult("row_count", None, "error", "check 'row_count': the batch is empty (0 rows)",
-                                  0, cfg.min_rows))
+        checks.append(CheckResult("row_count", None, "error",
+                                  "check 'row_count': the batch is empty (0 rows)", 0, cfg.min_rows))
         report.seconds = time.perf_counter() - t0
         return report
     checks.append(CheckResult(
@@ -409,7 +446,7 @@ def run_validation(cfg: ProjectConfig, dataset_path: str, report_path: str, html
                       report_path, html_path, summary_path)
         raise
     try:
-        frame = pd.read_parquet(dataset_path)
+        frame = read_batch(dataset_path, schema)
     except (OSError, ValueError) as exc:
         rep = _failed_early("readable", f"check 'readable': cannot read the batch ({exc})", dataset_path,
                             schema_path)

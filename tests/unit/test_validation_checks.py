@@ -157,7 +157,8 @@ def test_limit_order_is_validated() -> None:
     with pytest.raises(ConfigError, match="validation.psi"):
         from ctloop.config import parse_config
 
-        parse_config({"name": "x", "data": {"source": "d"}, "validation": {"psi": {"warn": 0.5, "error": 0.1}}})
+        parse_config({"name": "x", "data": {"source": "d"},
+                      "validation": {"psi": {"warn": 0.5, "error": 0.1}}})
 
 
 def _project(tmp_path: Path):  # type: ignore[no-untyped-def]
