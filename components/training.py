@@ -20,12 +20,21 @@ def ingest(config_json: str, cutoff_date: str, dataset: Output[Dataset]) -> str:
 
 
 def validate(config_json: str, dataset: Input[Dataset], report: Output[Artifact], report_html: Output[HTML],
-             summary: Output[Markdown]):
-    """Check the dataset against the schema and the champion's profile; fails the run on errors."""
+             summary: Output[Markdown]) -> bool:
+    """Check the dataset against the schema and the champion's profile; publish the JSON / HTML /
+    Markdown reports whatever the outcome (``validate_gate`` stops the run on errors)."""
     from ctloop.steps import validate_step
 
-    result = validate_step(config_json, dataset.path, report.path, report_html.path, summary.path)
+    result = validate_step(config_json, dataset.path, report.path, report_html.path, summary.path, fail=False)
     report.metadata.update({"passed": result["passed"], "rows": result["rows"]})
+    return bool(result["passed"])
+
+
+def validate_gate(config_json: str, report: Input[Artifact]):
+    """Fail the run (exit code 3 under ``ctloop run``) when the validation report did not pass."""
+    from ctloop.steps import validate_gate_step
+
+    validate_gate_step(config_json, report.path)
 
 
 def split(config_json: str, dataset: Input[Dataset], train: Output[Dataset], test: Output[Dataset],
@@ -87,6 +96,7 @@ class Components:
 
     ingest: Any
     validate: Any
+    validate_gate: Any
     split: Any
     train: Any
     evaluate: Any
@@ -100,4 +110,5 @@ def build_components(image: str = DEFAULT_IMAGE) -> Components:
     def make(fn):  # type: ignore[no-untyped-def]
         return dsl.component(fn, base_image=image, install_kfp_package=False)
 
-    return Components(*(make(f) for f in (ingest, validate, split, train, evaluate, register, deploy)))
+    fns = (ingest, validate, validate_gate, split, train, evaluate, register, deploy)
+    return Components(*(make(f) for f in fns))

@@ -210,6 +210,24 @@ def profile_categorical(
     )
 
 
+def as_categories(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with its string ``columns`` as ``category`` dtype (one factorize pass each), so later
+    counting, null checks and hashing work on integer codes. Other columns are shared, not copied."""
+
+    def stringy(c: str) -> bool:
+        d = frame[c].dtype
+        return not isinstance(d, pd.CategoricalDtype) and (
+            pd.api.types.is_string_dtype(d) or pd.api.types.is_object_dtype(d))
+
+    todo = [c for c in columns if c in frame.columns and stringy(c)]
+    if not todo:
+        return frame
+    out = frame.copy(deep=False)
+    for c in todo:
+        out[c] = out[c].astype("category")
+    return out
+
+
 def compute_profile(
     frame: pd.DataFrame,
     numeric: list[str],
@@ -233,6 +251,7 @@ def compute_profile(
             counts line up bin for bin with the reference (how a batch is compared to a champion).
         duplicates: Also compute ``duplicate_share`` (one row-hash pass).
     """
+    frame = as_categories(frame, categorical)
     nums: dict[str, NumericProfile] = {}
     for c in numeric:
         ref = reference.numeric.get(c) if reference else None

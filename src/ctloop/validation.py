@@ -26,7 +26,7 @@ import pandas as pd
 
 from ctloop.config import Limit, ProjectConfig, ValidationConfig
 from ctloop.errors import DataValidationError, ModelError, SchemaError, VersionNotFoundError
-from ctloop.profile import PROFILE_FILE, Profile, compute_profile
+from ctloop.profile import PROFILE_FILE, Profile, as_categories, compute_profile
 from ctloop.schema import Finding, Schema, check_frame, load_schema
 
 REPORT_FORMAT = "ctloop-validation-report/v1"
@@ -281,22 +281,6 @@ def read_batch(path: str, schema: Schema) -> pd.DataFrame:
         raise ValueError(str(exc)) from exc
 
 
-def _categorize(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Turn string columns into ``category`` dtype once, so every later check works on codes."""
-    def stringy(c: str) -> bool:
-        d = frame[c].dtype
-        return not isinstance(d, pd.CategoricalDtype) and (
-            pd.api.types.is_string_dtype(d) or pd.api.types.is_object_dtype(d))
-
-    todo = [c for c in columns if c in frame.columns and stringy(c)]
-    if not todo:
-        return frame
-    out = frame.copy(deep=False)
-    for c in todo:
-        out[c] = out[c].astype("category")
-    return out
-
-
 def validate_frame(
     frame: pd.DataFrame,
     schema: Schema,
@@ -321,7 +305,7 @@ def validate_frame(
     info = reference_info or ReferenceInfo(None, None, reference.rows if reference else None,
                                            "reference profile given" if reference else "no reference profile")
     rows = len(frame)
-    frame = _categorize(frame, schema.categorical_features)
+    frame = as_categories(frame, schema.categorical_features)
     report = ValidationReport(rows=rows, dataset=dataset, schema=schema_path, reference=info)
     checks = report.checks
     target = schema.target
@@ -430,13 +414,17 @@ def _failed_early(check: str, message: str, dataset: str, schema_path: str) -> V
 
 
 def run_validation(cfg: ProjectConfig, dataset_path: str, report_path: str, html_path: str | None = None,
-                   summary_path: str | None = None) -> ValidationReport:
-    """The validate step: check the batch, write the reports, and fail closed.
+                   summary_path: str | None = None, fail: bool = True) -> ValidationReport:
+    """The validate step: check the batch, write the reports, and (with ``fail``) fail closed.
+
+    With ``fail=False`` a batch that fails its checks is reported, not raised, so the reports get
+    published (KFP uploads a task's output artifacts only when it succeeds); :func:`gate` then stops
+    the run in the next task.
 
     Raises:
         SchemaError: The schema file is missing or invalid (exit code 2); the report says so.
-        DataValidationError: The batch is unreadable or any check is an error (exit code 3); the
-            message lists the failing checks and where the HTML report is.
+        DataValidationError: With ``fail``, the batch is unreadable or any check is an error (exit
+            code 3); the message lists the failing checks and where the HTML report is.
     """
     schema_path = cfg.schema_.path
     try:
@@ -451,7 +439,9 @@ def run_validation(cfg: ProjectConfig, dataset_path: str, report_path: str, html
         rep = _failed_early("readable", f"check 'readable': cannot read the batch ({exc})", dataset_path,
                             schema_path)
         write_outputs(rep, report_path, html_path, summary_path)
-        raise DataValidationError(rep.error_message()) from exc
+        if fail:
+            raise DataValidationError(rep.error_message()) from exc
+        return rep
     reference, info = load_reference(cfg)
     report = validate_frame(frame, schema, cfg.validation, reference, info, dataset=cfg.data.source,
                             schema_path=schema_path)
@@ -461,6 +451,29 @@ def run_validation(cfg: ProjectConfig, dataset_path: str, report_path: str, html
             f"check 'label_present': the schema's target {schema.target!r} differs from data.target "
             f"{cfg.data.target!r}"))
     write_outputs(report, report_path, html_path, summary_path)
-    if not report.passed:
+    if fail and not report.passed:
         raise DataValidationError(report.error_message())
     return report
+
+
+def gate(report_path: str) -> dict[str, Any]:
+    """Stop the run when a written validation report did not pass; return the report otherwise.
+
+    Raises:
+        DataValidationError: The report failed (the message lists its failing checks and the HTML
+            path), or it is missing or unreadable (fail closed).
+    """
+    try:
+        doc = json.loads(Path(report_path).read_text())
+        passed = doc["passed"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataValidationError(f"{report_path}: validation report missing or unreadable ({exc}); "
+                                  "rerun the validate step") from exc
+    if passed is not True:
+        errors = doc.get("errors") or ["(no failing check recorded)"]
+        lines = [f"{doc.get('dataset')}: data validation failed ({len(errors)} failing check(s)):"]
+        lines += [f"  - {e}" for e in errors]
+        if doc.get("html"):
+            lines.append(f"  report: {doc['html']}")
+        raise DataValidationError("\n".join(lines))
+    return dict(doc)
