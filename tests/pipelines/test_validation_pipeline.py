@@ -121,3 +121,20 @@ def test_single_class_label_via_cli_exits_3(
                 if line.strip().startswith("report: "))
     assert ("error", "label_classes", "label") in parse_report(html).rows
     assert tree_bytes(Path(cfg.registry.uri)) == before
+
+
+def test_new_clean_data_passes_against_champion(with_champion: tuple[Path, RunResult], tmp_path: Path) -> None:
+    import datetime as dt
+
+    from ctloop.datagen import write_stream
+    from tests.conftest import START
+
+    root = tmp_path / "p"
+    cfg = load_config(copy_project(with_champion[0], root))
+    write_stream(root / "data", START + dt.timedelta(days=5), 2, 0, 300)
+    result = run_local(cfg)
+    assert result.status in ("succeeded", "rejected"), result.error  # the gate may judge; validation passed
+    doc = json.loads(Path(result.reports["validate"]["json"]).read_text())
+    assert doc["passed"] is True and doc["reference"]["version"] == 1
+    assert {c["check"] for c in doc["checks"]} >= {"psi", "out_of_range_share", "unseen_category_share"}
+    assert not [c for c in doc["checks"] if c["status"] == "error"]

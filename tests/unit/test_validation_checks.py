@@ -224,3 +224,32 @@ def test_html_escapes_values() -> None:
     page = render_validation_html(doc)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "FAILED" in render_validation_markdown(doc)
+
+
+def test_load_reference_from_the_champion(tmp_path: Path) -> None:
+    from ctloop.errors import ModelError
+    from ctloop.registry import Registry
+    from ctloop.validation import load_reference
+
+    cfg = _project(tmp_path)
+    prof, info = load_reference(cfg)
+    assert prof is None and info.note == "no champion yet"
+    assert not Path(cfg.registry.uri).exists()  # looking did not create anything
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    reg = Registry(cfg.registry.uri, cfg.name)
+    reg.promote(reg.register(model, {}))
+    prof, info = load_reference(cfg)
+    assert prof is None and info.version == 1 and "has no profile.json" in info.note
+
+    reference().save(model)
+    reg.promote(reg.register(model, {}))
+    prof, info = load_reference(cfg)
+    assert prof == reference() and info.note == "champion v2" and info.uri and info.uri.endswith("profile.json")
+
+    (model / "profile.json").write_text('{"format": "ctloop-profile/v9"}')
+    reg.promote(reg.register(model, {}))
+    with pytest.raises(ModelError, match="champion v3"):
+        load_reference(cfg)
