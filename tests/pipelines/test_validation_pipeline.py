@@ -123,7 +123,9 @@ def test_single_class_label_via_cli_exits_3(
     assert tree_bytes(Path(cfg.registry.uri)) == before
 
 
-def test_new_clean_data_passes_against_champion(with_champion: tuple[Path, RunResult], tmp_path: Path) -> None:
+def test_new_clean_data_passes_against_champion(
+    with_champion: tuple[Path, RunResult], tmp_path: Path
+) -> None:
     import datetime as dt
 
     from ctloop.datagen import write_stream

@@ -247,7 +247,8 @@ def test_load_reference_from_the_champion(tmp_path: Path) -> None:
     reference().save(model)
     reg.promote(reg.register(model, {}))
     prof, info = load_reference(cfg)
-    assert prof == reference() and info.note == "champion v2" and info.uri and info.uri.endswith("profile.json")
+    assert prof == reference() and info.note == "champion v2"
+    assert info.uri and info.uri.endswith("profile.json")
 
     (model / "profile.json").write_text('{"format": "ctloop-profile/v9"}')
     reg.promote(reg.register(model, {}))
