@@ -245,7 +245,7 @@ def check_frame(frame: pd.DataFrame, schema: Schema) -> list[Finding]:
         bad = s.dropna()
         if want == "numbers":
             bad = bad[pd.to_numeric(bad, errors="coerce").isna()]
-        examples = [repr(v) for v in bad.head(3).tolist()]
+        examples = [repr(v) for v in pd.unique(bad.to_numpy(dtype=object))[:3]]
         findings.append(Finding(c, "dtype", max(1, len(bad)), [f"expected {want}, got {s.dtype}", *examples]))
     if not dtype_ok or n == 0:
         return findings
@@ -256,7 +256,7 @@ def check_frame(frame: pd.DataFrame, schema: Schema) -> list[Finding]:
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         for (col, check), grp in cases.groupby(["column", "check"], dropna=False, sort=False):
-            examples = [repr(v) for v in grp["failure_case"].head(3).tolist()]
+            examples = [repr(v) for v in pd.unique(grp["failure_case"].to_numpy(dtype=object))[:3]]
             check_name = str(check).split("(")[0]
             findings.append(Finding(str(col), check_name, len(grp), examples))
     return findings

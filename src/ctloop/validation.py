@@ -169,9 +169,11 @@ def _schema_results(findings: list[Finding], schema: Schema, rows: int, limit: L
                    f"{what}{ex}")
             out.append(CheckResult(f.check, f.column, status, msg, share, _threshold(status, limit)))
             continue
+        if f.check == "dtype" and f.examples:  # first "example" says what was expected
+            ex = f" (e.g. {', '.join(f.examples[1:])})" if f.examples[1:] else ""
         text = {
             "column_present": "column is missing from the batch",
-            "dtype": "values have the wrong type",
+            "dtype": f"wrong value type: {f.examples[0] if f.examples else 'unexpected dtype'}",
             "all_null": "every value is null",
             "not_nullable": f"{f.failures} null value(s) ({_pct(share)}) in a non-nullable column",
             "integer": f"{f.failures} non-integer value(s)",
