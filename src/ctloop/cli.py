@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import rich.markup
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ctloop import cli_serve
 from ctloop.errors import ConfigError, CtloopError
@@ -126,7 +128,7 @@ def run(
     if json_out:
         typer.echo(json.dumps({"run_id": result.run_id, "status": result.status, "promoted": result.promoted,
                                "version": result.version, "metrics": result.metrics,
-                               "error": result.error}, default=float))
+                               "error": result.error, "reports": result.reports}, default=float))
     else:
         _print_result(console, result)
     raise typer.Exit(result.exit_code)
@@ -149,7 +151,11 @@ def _print_result(console: Console, result: Any) -> None:
             mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
             console.print(f"  gate {mark} {c['name']}: {c['reason']}")
     if result.error:
-        console.print(f"[red]error in step {result.error.get('step')}[/]: {escape(str(result.error.get('message')))}")
+        console.print(f"[red]error in step {result.error.get('step')}[/]: "
+                      f"{rich.markup.escape(str(result.error.get('message')))}", highlight=False)
+    html = result.reports.get(str((result.error or {}).get("step")), {}).get("html")
+    if html and html not in str(result.error.get("message")):
+        console.print(f"report: {html}", markup=False, highlight=False)
 
 
 @app.command("compile")
@@ -222,18 +228,31 @@ def registry_champion(config: ConfigOpt, json_out: JsonOpt = False) -> None:
 
 @schema_app.command("infer")
 def schema_infer(
-    data: Annotated[str, typer.Option(help="Data source URI (partitioned parquet).")],
+    data: Annotated[str, typer.Option(help="Data: partitioned parquet source URI, or one parquet file.")],
     out: Annotated[Path, typer.Option(help="Where to write schema.yaml.")],
     target: Annotated[str, typer.Option(help="Label column.")] = "label",
-    window_days: Annotated[int, typer.Option(min=1)] = 3660,
+    window_days: Annotated[int, typer.Option(min=1, help="Newest N days of a partitioned source.")] = 3660,
+    max_categories: Annotated[int, typer.Option(min=1, help="Largest categorical domain to list.")] = 50,
+    force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
 ) -> None:
-    """Infer a schema from data for a person to review and commit."""
-    from ctloop.data import read_window
-    from ctloop.schema import dump_schema, infer_schema
+    """Infer a schema (dtypes, nullability, ranges, categorical domains) for a person to review and commit."""
+    from ctloop.schema import dump_schema, infer_schema, read_sample
 
-    snap = read_window(data, window_days, allow_missing_days=True, target=target)
-    out.write_text(dump_schema(infer_schema(snap.frame, target)))
-    _console().print(f"wrote [bold]{out}[/] from {len(snap.frame)} rows; review it before committing")
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists (use --force to overwrite)")
+    frame = read_sample(data, target, window_days)
+    schema = infer_schema(frame, target, max_categories=max_categories)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dump_schema(schema))
+    t = Table(title=f"inferred schema ({len(frame)} rows)")
+    for col in ("column", "dtype", "nullable", "range / domain"):
+        t.add_column(col)
+    for name, spec in schema.columns.items():
+        dom = (", ".join(spec.categories) if spec.categories is not None
+               else f"[{spec.min}, {spec.max}]" if spec.min is not None else "any")
+        t.add_row(Text(name), spec.dtype, str(spec.nullable), Text(dom))
+    _console().print(t)
+    _console().print(f"wrote [bold]{out}[/]; review it (ranges, domains, nullability) before committing")
 
 
 @manifests_app.command("render")

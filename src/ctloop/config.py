@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ctloop.errors import ConfigError
 
@@ -61,8 +69,49 @@ class SchemaConfig(_Section):
     path: str = "schema.yaml"
 
 
+class Limit(_Section):
+    """A warn / error pair: a value above ``warn`` is a warning, above ``error`` stops the run.
+
+    ``null`` switches that level off.
+    """
+
+    warn: NonNegFloat | None = None
+    error: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limit:
+        if self.warn is not None and self.error is not None and self.warn > self.error:
+            raise ValueError(f"warn {self.warn} is greater than error {self.error}")
+        return self
+
+
 class ValidationConfig(_Section):
-    """Data validation thresholds (checks against the champion's reference profile)."""
+    """Data validation thresholds (schema checks and checks against the champion's reference profile).
+
+    Shares are fractions of the batch's rows (0..1); increases are absolute (batch minus reference).
+    """
+
+    min_rows: int = Field(100, ge=1, description="fewer rows than this stop the run")
+    schema_violation_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.0, error=0.0),
+        description="rows outside the schema's range or categorical domain, per column")
+    missing_share_increase: Limit = Field(
+        default_factory=lambda: Limit(warn=0.02, error=0.10),
+        description="missing share of a feature, batch minus champion reference")
+    unseen_category_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.05),
+        description="share of a categorical feature's values the champion never saw (beyond its OTHER share)")
+    out_of_range_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.10),
+        description="share of a numeric feature's values outside the champion's [min, max]")
+    psi: Limit = Field(
+        default_factory=lambda: Limit(warn=0.2, error=None),
+        description="population stability index per feature against the champion (drift is a reason "
+                    "to retrain, so it only warns by default)")
+    duplicate_share_increase: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.05),
+        description="share of duplicated rows, batch minus champion reference (or minus 0)")
+    bins: int = Field(10, ge=2, le=100, description="histogram bins for the report without a champion")
 
 
 class TrainingConfig(_Section):

@@ -8,6 +8,7 @@ exit code.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -22,11 +23,11 @@ import pandas as pd
 from ctloop import __version__
 from ctloop.config import ProjectConfig, config_from_json
 from ctloop.data import DATE_COLUMN, read_window
-from ctloop.errors import CtloopError, DataError, DataValidationError, ModelError
+from ctloop.errors import CtloopError, DataError, ModelError
 from ctloop.evaluate import decide, evaluate_model
 from ctloop.model import load_model
 from ctloop.registry import Registry
-from ctloop.schema import enforce, load_schema
+from ctloop.schema import load_schema
 from ctloop.train import train_model
 
 P = ParamSpec("P")
@@ -100,30 +101,41 @@ def _read(path: str, what: str) -> pd.DataFrame:
 
 
 @reports_errors
-def validate_step(config_json: str | ProjectConfig, dataset_path: str, report_path: str) -> dict[str, Any]:
-    """Check the dataset against the schema; write a JSON report; raise on errors (fail closed)."""
+def validate_step(config_json: str | ProjectConfig, dataset_path: str, report_path: str,
+                  html_path: str = "", summary_path: str = "", fail: bool = True) -> dict[str, Any]:
+    """Check the dataset against the schema and the champion's profile; write the JSON report (and the
+    HTML / Markdown renderings when paths are given); raise on errors (fail closed) unless ``fail`` is
+    false, in which case :func:`validate_gate_step` stops the run after the reports are published."""
+    from ctloop.reports import announce_report
+    from ctloop.validation import run_validation
+
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
-    schema = load_schema(cfg.schema_.path)
-    frame = _read(dataset_path, "dataset")
-    report: dict[str, Any] = {"rows": int(len(frame)), "schema": cfg.schema_.path, "errors": [], "warnings": []}
     try:
-        if frame.empty:
-            raise DataValidationError(f"{dataset_path}: the batch is empty (0 rows)")
-        if schema.target != cfg.data.target:
-            raise DataValidationError(
-                f"schema target {schema.target!r} differs from data.target {cfg.data.target!r}")
-        warnings = enforce(frame, schema, where=cfg.data.source)
-        report["warnings"] = [w.message() for w in warnings]
-        report["passed"] = True
-    except DataValidationError as exc:
-        report["passed"] = False
-        report["errors"] = [str(exc)]
-        raise
+        report = run_validation(cfg, dataset_path, report_path, html_path or None, summary_path or None, fail)
     finally:
-        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(json.dumps(report, indent=2))
-    return _timed(report, t0)
+        line = announce_report("validate", json=report_path, html=html_path, markdown=summary_path)
+        print(line, flush=True)
+    doc = report.to_dict()
+    return _timed({k: doc[k] for k in ("passed", "rows", "errors", "warnings")}, t0)
+
+
+@reports_errors
+def validate_gate_step(config_json: str | ProjectConfig, report_path: str) -> dict[str, Any]:
+    """Stop the run (DataValidationError, exit code 3) when the validation report did not pass."""
+    from ctloop.reports import announce_report
+    from ctloop.validation import gate
+
+    t0 = time.perf_counter()
+    _cfg(config_json)
+    try:
+        doc = gate(report_path)
+    finally:
+        html = ""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            html = json.loads(Path(report_path).read_text()).get("html") or ""
+        print(announce_report("validate_gate", json=report_path, html=html), flush=True)
+    return _timed({"passed": doc["passed"], "rows": doc["rows"]}, t0)
 
 
 @reports_errors
