@@ -1,7 +1,7 @@
 """Helpers for the registry tests: tiny model folders and a crash-trial child process.
 
 Run as ``python -m tests.helpers_registry REGISTRY_URI MODEL_DIR`` the child loops forever over
-register → promote (→ rollback every third round), printing one line after each completed operation
+register → promote (→ rollback every second round), printing one line after each completed operation
 with the aliases it left, so the parent can kill it at a random point and check what survived.
 """
 
@@ -39,7 +39,7 @@ def _child(uri: str, model_dir: str) -> None:
         print("R", v, json.dumps([reg.alias("champion"), reg.alias("previous")]), flush=True)
         reg.promote(v, reason="crash trial")
         print("P", v, json.dumps([reg.alias("champion"), reg.alias("previous")]), flush=True)
-        if i % 3 == 2:
+        if i % 2 == 1:
             reg.rollback("crash trial rollback")
             print("B", 0, json.dumps([reg.alias("champion"), reg.alias("previous")]), flush=True)
         i += 1
