@@ -61,7 +61,8 @@ def registry_list(config: ConfigOpt, json_out: JsonOpt = False) -> None:
         _echo_json(rows)
         return
     t = Table(title=f"registry {reg.uri} / {reg.name}")
-    for col in ("version", "aliases", "registered", "trigger", "parent", "gate", "roc_auc", "accuracy", "run"):
+    cols = ("version", "aliases", "registered", "trigger", "parent", "gate", "roc_auc", "accuracy", "run")
+    for col in cols:
         t.add_column(col)
     for r in rows:
         gate = {True: "passed", False: "FAILED", None: "-"}[r["gate_passed"]]
@@ -93,7 +94,7 @@ def registry_champion(config: ConfigOpt, json_out: JsonOpt = False) -> None:
 def registry_promote(
     version: Annotated[int, typer.Argument(help="Version number to make the champion.")],
     config: ConfigOpt,
-    force: Annotated[bool, typer.Option(help="Promote even though its gate failed (needs --reason).")] = False,
+    force: Annotated[bool, typer.Option(help="Promote although its gate failed (needs --reason).")] = False,
     reason: Annotated[str, typer.Option(help="Why; recorded in the alias document and event log.")] = "",
     json_out: JsonOpt = False,
 ) -> None:

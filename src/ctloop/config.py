@@ -125,9 +125,9 @@ class GateConfig(_Section):
 
     min_metric: MetricBounds = Field(default_factory=lambda: MetricBounds(roc_auc=0.6))
     max_metric: MetricBounds = Field(default_factory=MetricBounds)
-    beat_champion: BeatChampionConfig | None = Field(default_factory=BeatChampionConfig)
+    beat_champion: BeatChampionConfig | None = Field(default_factory=lambda: BeatChampionConfig())
     slices: list[SliceMinimum] = Field(default_factory=list)
-    infra: InfraCheckConfig = Field(default_factory=InfraCheckConfig)
+    infra: InfraCheckConfig = Field(default_factory=lambda: InfraCheckConfig())
 
 
 class RegistryConfig(_Section):

@@ -119,7 +119,8 @@ class Decision:
         groups = [("", self.metrics), ("recent_", self.recent_metrics)]
         if self.champion:
             out["champion_version"] = float(self.champion.version)
-            groups += [("champion_", self.champion.metrics), ("champion_recent_", self.champion.recent_metrics)]
+            groups += [("champion_", self.champion.metrics),
+                       ("champion_recent_", self.champion.recent_metrics)]
         for prefix, values in groups:
             for k, v in values.items():
                 if isinstance(v, int | float) and math.isfinite(v):
@@ -271,7 +272,8 @@ def infra_check(model_dir: str | Path, sample: pd.DataFrame, cfg: InfraCheckConf
                      f"{type(exc).__name__}: {exc}")
     if proba.shape != (n,) or not np.all(np.isfinite(proba)) or np.any((proba < 0) | (proba > 1)):
         return Check("infra_load_predict", float(proba.size), float(n), False,
-                     f"the saved artifact predicted {proba.shape} values, expected {n} probabilities in [0, 1]")
+                     f"the saved artifact predicted {proba.shape} values, expected {n} probabilities "
+                     f"in [0, 1]")
     return Check("infra_load_predict", float(n), float(n), True,
                  f"the saved artifact loads through ctloop.model.load_model and predicts {n} sample rows")
 
@@ -310,7 +312,8 @@ def evaluate_champion(version: int, model_dir: str | Path, test: pd.DataFrame, r
     """Evaluate the champion on the challenger's rows; a load/predict failure is recorded, not raised."""
     try:
         model = load_model(model_dir)
-        return ChampionEval(version, evaluate_model(model, test, target), evaluate_model(model, recent, target))
+        return ChampionEval(version, evaluate_model(model, test, target),
+                            evaluate_model(model, recent, target))
     except Exception as exc:  # a broken champion must not crash the gate; the comparison fails closed
         return ChampionEval(version, error=f"{type(exc).__name__}: {exc}")
 

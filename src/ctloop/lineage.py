@@ -24,7 +24,8 @@ def parse_trigger(trigger_json: str) -> dict[str, Any]:
     try:
         trigger = json.loads(trigger_json)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"trigger_json: not valid JSON ({exc}); expected {{\"cause\": \"manual\"}}") from exc
+        raise ConfigError(f"trigger_json: not valid JSON ({exc}); expected an object like "
+                          f"{{\"cause\": \"manual\"}}") from exc
     if not isinstance(trigger, dict) or not isinstance(trigger.get("cause"), str) or not trigger["cause"]:
         raise ConfigError(f"trigger_json: expected an object with a string 'cause' "
                           f"({', '.join(TRIGGER_CAUSES)}), got {trigger_json[:200]!r}")

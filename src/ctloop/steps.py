@@ -204,7 +204,8 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
     try:
         decision = json.loads(Path(decision_path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{decision_path}: cannot read the gate decision ({exc}); nothing registered") from exc
+        raise ModelError(f"{decision_path}: cannot read the gate decision ({exc}); "
+                         "nothing registered") from exc
     if not decision.get("passed"):
         raise ModelError("register: the gate decision did not pass; nothing registered")
     trigger = parse_trigger(trigger_json)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,18 @@ DRIFT_DAY = START + dt.timedelta(days=10)
 ALERT = {"cause": "drift", "fingerprint": "3f9c2a1b7d", "alertname": "CtloopFeatureDrift"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One OpenMP thread per process: on a shared, loaded machine this is many times faster."""
+    from threadpoolctl import threadpool_limits
+
+    with pytest.MonkeyPatch.context() as mp, threadpool_limits(1):
+        mp.setenv("OMP_NUM_THREADS", "1")  # inherited by the KFP local runner's step subprocesses
+        yield
+
+
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def loop(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("gate-loop")
     cfg_path = make_project(root / "proj", days=14, drift_from=DRIFT_DAY)
     cfg = load_config(cfg_path)
@@ -41,8 +52,13 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _cli(loop: dict[str, Any], *args: str) -> Any:
-    res = run_cli("registry", *args, "--config", str(loop["path"]), "--json")
-    assert res.returncode == 0, res.stderr
+    """The real typer app in-process (the subprocess entry point is exercised below)."""
+    from typer.testing import CliRunner
+
+    from ctloop.cli import app
+
+    res = CliRunner().invoke(app, ["registry", *args, "--config", str(loop["path"]), "--json"])
+    assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
 
 
@@ -72,7 +88,8 @@ def test_drift_triggered_challenger_beats_champion_and_lineage_names_trigger_and
     assert lin["version"] == 2 and lin["trigger"] == ALERT and lin["parent"] == 1
     assert lin["ancestors"][0]["version"] == 1 and lin["ancestors"][0]["trigger"] == "manual"
     assert lin["run_id"] == second.run_id and lin["decision"]["compared_with"] == 1
-    assert lin["data"]["content_hash"] and lin["data"]["last_day"] == (START + dt.timedelta(days=13)).isoformat()
+    assert lin["data"]["content_hash"]
+    assert lin["data"]["last_day"] == (START + dt.timedelta(days=13)).isoformat()
     assert lin["config_hash"] == loop["cfg"].config_hash() and lin["code_version"]["source_sha256"]
     text = run_cli("registry", "lineage", "2", "--config", str(loop["path"]))
     assert "drift" in text.stdout and "3f9c2a1b7d" in text.stdout and "v1" in text.stdout
@@ -84,8 +101,8 @@ def _stale_challenger(cfg: ProjectConfig, work: Path) -> tuple[str, str, str]:
     split_step(cfg, str(work / "now.parquet"), str(work / "train.parquet"), str(work / "test.parquet"),
                str(work / "recent.parquet"))
     ingest_step(cfg, (DRIFT_DAY - dt.timedelta(days=1)).isoformat(), str(work / "old.parquet"))
-    split_step(cfg, str(work / "old.parquet"), str(work / "old-train.parquet"), str(work / "old-test.parquet"),
-               str(work / "old-recent.parquet"))
+    split_step(cfg, str(work / "old.parquet"), str(work / "old-train.parquet"),
+               str(work / "old-test.parquet"), str(work / "old-recent.parquet"))
     train_step(cfg, str(work / "old-train.parquet"), str(work / "stale-model"))
     return str(work / "stale-model"), str(work / "test.parquet"), str(work / "recent.parquet")
 

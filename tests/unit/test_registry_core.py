@@ -161,8 +161,9 @@ def test_lineage_and_diff(reg: Registry, model: Path) -> None:
                                   config_hash="c1"))
     reg.promote(v1)
     trig = {"cause": "drift", "fingerprint": "f00d", "alertname": "CtloopFeatureDrift"}
-    v2 = reg.register(model, {**meta(run_id="r2", trigger=trig, parent=v1, data={**data, "content_hash": "cd"},
-                                     config_hash="c1"), "metrics": {"roc_auc": 0.9}})
+    data2 = {**data, "content_hash": "cd"}
+    v2 = reg.register(model, {**meta(run_id="r2", trigger=trig, parent=v1, data=data2, config_hash="c1"),
+                              "metrics": {"roc_auc": 0.9}})
     reg.promote(v2, "gate passed")
     lin = reg.lineage("champion")
     assert lin["version"] == 2 and lin["trigger"] == trig and lin["parent"] == 1
