@@ -39,8 +39,8 @@ def _echo_json(doc: Any) -> None:
 
 
 def _f(v: Any) -> str:
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return "nan" if isinstance(v, float) and math.isnan(v) else f"{v:.4f}"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4f}"
     return "-" if v is None else str(v)
 
 
@@ -100,9 +100,10 @@ def registry_promote(
 ) -> None:
     """Make VERSION the champion; the old champion becomes ``previous``."""
     reg = _registry(config)
-    old = reg.promote(version, reason=reason or "manual promotion", force=force)
+    why = reason if (reason or force) else "manual promotion"  # a forced promotion must say why
+    old = reg.promote(version, reason=why, force=force)
     doc = {"champion": version, "previous": reg.alias("previous"), "replaced": old, "forced": force,
-           "reason": reason or "manual promotion"}
+           "reason": why}
     if json_out:
         _echo_json(doc)
         return

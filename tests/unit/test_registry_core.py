@@ -174,3 +174,14 @@ def test_lineage_and_diff(reg: Registry, model: Path) -> None:
     assert d["metrics"]["roc_auc"]["delta"] == pytest.approx(0.1)
     assert d["fields"]["data.content_hash"] == {"a": "ab", "b": "cd", "same": False}
     assert d["fields"]["config_hash"]["same"] is True
+
+
+def test_object_store_style_backend(tmp_path: Path, model: Path) -> None:
+    """The same API on a non-local fsspec backend (``memory://``, standing in for s3:// / gs://)."""
+    reg = Registry(f"memory://ctloop-test-{tmp_path.name}/registry", "churn")
+    v1, v2 = reg.register(model, meta()), reg.register(model, meta(parent=1))
+    reg.promote(v1)
+    assert reg.promote(v2) == 1 and reg.rollback() == (1, 2)
+    local = reg.local_model_dir("champion", cache_dir=tmp_path / "cache")
+    assert tree_digest(local) == tree_digest(model)
+    assert [e["action"] for e in reg.lineage(2)["events"]] == ["promote", "rollback"]
