@@ -25,7 +25,7 @@ from tests.helpers_registry import tiny_model
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-TRIALS = 40
+TRIALS = 32
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:

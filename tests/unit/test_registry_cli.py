@@ -60,7 +60,8 @@ def test_list_show_diff_and_human_output(project: tuple[Path, Registry]) -> None
     assert [(r["version"], r["aliases"], r["gate_passed"]) for r in rows] == [(1, ["champion"], True),
                                                                              (2, [], False)]
     assert invoke(cfg, "show", "champion")["run_id"] == "r1"
-    assert invoke(cfg, "diff", "1", "2")["fields"]["trigger"] == {"a": "schedule", "b": "volume", "same": False}
+    diff = invoke(cfg, "diff", "1", "2")
+    assert diff["fields"]["trigger"] == {"a": "schedule", "b": "volume", "same": False}
     text = CliRunner().invoke(app, ["registry", "lineage", "2", "--config", str(cfg)])
     assert text.exit_code == 0 and "volume (rows=5000)" in text.stdout and "v1" in text.stdout
     bad = run_cli("registry", "lineage", "champion-x", "--config", str(cfg))
