@@ -125,9 +125,9 @@ class GateConfig(_Section):
 
     min_metric: MetricBounds = Field(default_factory=lambda: MetricBounds(roc_auc=0.6))
     max_metric: MetricBounds = Field(default_factory=MetricBounds)
-    beat_champion: BeatChampionConfig | None = Field(default_factory=lambda: BeatChampionConfig())
+    beat_champion: BeatChampionConfig | None = Field(default_factory=lambda: BeatChampionConfig.model_validate({}))
     slices: list[SliceMinimum] = Field(default_factory=list)
-    infra: InfraCheckConfig = Field(default_factory=lambda: InfraCheckConfig())
+    infra: InfraCheckConfig = Field(default_factory=lambda: InfraCheckConfig.model_validate({}))
 
 
 class RegistryConfig(_Section):
