@@ -248,6 +248,8 @@ class Registry:
                     "artifact": {"sha256": digest,
                                  "profile": (src / "profile.json").is_file()}}
             self._write_atomic(self._p("versions", n, "metadata.json"), _dumps(meta))
+            if self._local:
+                os.chmod(self._p("versions", n, "metadata.json"), 0o444)
         except OSError as exc:
             raise RegistryError(f"{self._where()}: registering version {n} failed ({exc}); the version "
                                 f"stays invisible") from exc

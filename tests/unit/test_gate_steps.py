@@ -59,7 +59,7 @@ def test_register_deploy_and_lineage_then_compare_and_swap(env: dict[str, Any]) 
     assert (Path(reg.get(1).model_uri) / "profile.json").is_file()  # the drift watcher's reference
     assert meta["config_hash"] == cfg.config_hash() and meta["decision"]["passed"] is True
     assert deploy_step(cfg, 1, "run-1")["promoted"] and reg.alias("champion") == 1
-    # same model again: ties pass with delta 0; its parent is the champion it was compared with
+    # same model again: a tie passes; its parent is the champion it was compared with
     second = _evaluate(env, "d2")
     assert second["passed"] and second["champion"]["version"] == 1
     assert _register(env, "d2", "")["parent"] == 1
