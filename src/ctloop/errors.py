@@ -47,3 +47,11 @@ class VersionNotFoundError(RegistryError, LookupError):
 
 class PipelineRunError(CtloopError, RuntimeError):
     """A pipeline run failed for a reason other than bad data."""
+
+
+class TriggerError(CtloopError, RuntimeError):
+    """A trigger could not be recorded, decided or submitted."""
+
+
+class SubmitError(TriggerError):
+    """A pipeline run could not be submitted (the trigger stays in the ledger with the error)."""
