@@ -57,15 +57,17 @@ def train(config_json: str, train: Input[Dataset], model: Output[Model]):
 def evaluate(config_json: str, model: Input[Model], test: Input[Dataset], recent: Input[Dataset],
              metrics: Output[Metrics], decision: Output[Artifact],
              summary: Output[Markdown]) -> bool:
-    """Evaluate and apply the gate; the decision is written whether it passes or not."""
+    """Evaluate challenger and champion on the same data and apply the gate; the decision record
+    (JSON artifact, KFP metrics, Markdown) is written whether it passes or not."""
     from ctloop.steps import evaluate_step
 
     record = evaluate_step(config_json, model.path, test.path, recent.path, decision.path)
-    for name, value in record["metrics"].items():
+    for name, value in record["kfp_metrics"].items():
         metrics.log_metric(name, value)
     with open(summary.path, "w") as fh:
         fh.write(record["markdown"])
     decision.metadata["passed"] = bool(record["passed"])
+    decision.metadata["failed_checks"] = [c["name"] for c in record["checks"] if not c["passed"]]
     return bool(record["passed"])
 
 

@@ -21,11 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ctloop import cli_serve
+from ctloop.cli_registry import registry_app
 from ctloop.errors import ConfigError, CtloopError
 
 app = typer.Typer(help="ctloop: continuous training for Kubeflow Pipelines.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-registry_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
 schema_app = typer.Typer(help="Work with the data schema.", no_args_is_help=True)
 manifests_app = typer.Typer(help="Config-derived cluster files.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
@@ -170,60 +170,6 @@ def compile_cmd(
     image = _load(config).kfp.images.runtime if config else DEFAULT_IMAGE
     path = compile_pipeline(out / "pipeline.yaml", image=image)
     _console().print(f"compiled [bold]{path}[/]")
-
-
-def _registry(config: Path):  # type: ignore[no-untyped-def]
-    from ctloop.registry import Registry
-
-    cfg = _load(config)
-    return Registry(cfg.registry.uri, cfg.name)
-
-
-@registry_app.command("list")
-def registry_list(config: ConfigOpt, json_out: JsonOpt = False) -> None:
-    """List registered versions."""
-    reg = _registry(config)
-    champion, previous = reg.alias("champion"), reg.alias("previous")
-    rows = []
-    for v in reg.versions():
-        m = reg.get(v).metadata
-        aliases = [a for a, x in (("champion", champion), ("previous", previous)) if x == v]
-        rows.append({"version": v, "aliases": aliases, "registered_at": m.get("registered_at"),
-                     "run_id": m.get("run_id"), "trigger": m.get("trigger", {}).get("cause"),
-                     "metrics": m.get("metrics", {})})
-    if json_out:
-        typer.echo(json.dumps(rows, default=float))
-        return
-    t = Table(title=f"registry {reg.uri} / {reg.name}")
-    for col in ("version", "aliases", "registered", "trigger", "roc_auc", "accuracy", "run"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(str(r["version"]), ",".join(r["aliases"]), str(r["registered_at"]), str(r["trigger"]),
-                  f"{r['metrics'].get('roc_auc', float('nan')):.4f}",
-                  f"{r['metrics'].get('accuracy', float('nan')):.4f}", str(r["run_id"]))
-    _console().print(t)
-
-
-@registry_app.command("show")
-def registry_show(
-    ref: Annotated[str, typer.Argument(help="Version number or alias (champion, previous).")],
-    config: ConfigOpt,
-    json_out: JsonOpt = False,
-) -> None:
-    """Show one version's metadata."""
-    reg = _registry(config)
-    mv = reg.get(ref)
-    doc = {"version": mv.version, "model_uri": mv.model_uri, **mv.metadata}
-    if json_out:
-        typer.echo(json.dumps(doc, default=float))
-        return
-    _console().print_json(json.dumps(doc, default=float))
-
-
-@registry_app.command("champion")
-def registry_champion(config: ConfigOpt, json_out: JsonOpt = False) -> None:
-    """Show the champion version."""
-    registry_show("champion", config, json_out)
 
 
 @schema_app.command("infer")

@@ -138,11 +138,46 @@ class MetricBounds(_Section):
         return [(k, v) for k, v in self.model_dump().items() if v is not None]
 
 
+MetricName = Literal["roc_auc", "accuracy", "log_loss"]
+
+
+class BeatChampionConfig(_Section):
+    """"Must beat the champion by at least delta" on the holdout and on the recent slice.
+
+    The improvement is ``challenger - champion`` for roc_auc/accuracy and ``champion - challenger``
+    for log_loss (lower is better). A negative delta tolerates a small regression; ``null`` turns that
+    comparison off. Both models are evaluated on the same rows in the same evaluate step.
+    """
+
+    metric: MetricName = "roc_auc"
+    holdout_delta: float | None = Field(0.0, ge=-1.0, le=1.0)
+    recent_delta: float | None = Field(0.0, ge=-1.0, le=1.0)
+
+
+class SliceMinimum(_Section):
+    """A minimum metric on every value (slice) of a categorical column of the holdout."""
+
+    column: str
+    metric: Literal["roc_auc", "accuracy"] = "roc_auc"
+    min: UnitFloat
+    min_rows: int = Field(30, ge=1, description="slices with fewer holdout rows are skipped (noted)")
+
+
+class InfraCheckConfig(_Section):
+    """Load the saved artifact with the model server's loader and predict a sample (InfraValidator)."""
+
+    enabled: bool = True
+    sample_rows: int = Field(32, ge=1, le=10_000)
+
+
 class GateConfig(_Section):
-    """Evaluation gate: absolute bounds on holdout metrics."""
+    """Evaluation gate: absolute bounds, beat-the-champion deltas, per-slice minimums, infra check."""
 
     min_metric: MetricBounds = Field(default_factory=lambda: MetricBounds(roc_auc=0.6))
     max_metric: MetricBounds = Field(default_factory=MetricBounds)
+    beat_champion: BeatChampionConfig | None = Field(default_factory=lambda: BeatChampionConfig.model_validate({}))
+    slices: list[SliceMinimum] = Field(default_factory=list)
+    infra: InfraCheckConfig = Field(default_factory=lambda: InfraCheckConfig.model_validate({}))
 
 
 class RegistryConfig(_Section):

@@ -20,12 +20,17 @@ from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 
-from ctloop import __version__
 from ctloop.config import ProjectConfig, config_from_json
 from ctloop.data import DATE_COLUMN, read_window
-from ctloop.errors import CtloopError, DataError, ModelError
-from ctloop.evaluate import decide, evaluate_model
-from ctloop.model import load_model
+from ctloop.errors import (
+    CtloopError,
+    DataError,
+    ModelError,
+    RegistryError,
+    VersionNotFoundError,
+)
+from ctloop.evaluate import ChampionEval, run_gate
+from ctloop.lineage import code_version, parse_trigger
 from ctloop.registry import Registry
 from ctloop.schema import load_schema
 from ctloop.train import train_model
@@ -175,17 +180,23 @@ def train_step(config_json: str | ProjectConfig, train_path: str, model_dir: str
 @reports_errors
 def evaluate_step(config_json: str | ProjectConfig, model_dir: str, test_path: str, recent_path: str,
                   decision_path: str) -> dict[str, Any]:
-    """Evaluate on the holdout and the recent slice, apply the gate, and write the decision record."""
+    """Evaluate the challenger and the champion on the same holdout and recent slice, apply the gate,
+    and write the decision record (JSON, Markdown inside) whether the gate passes or not."""
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
-    model = load_model(model_dir)
     test = _read(test_path, "test split")
     recent = _read(recent_path, "recent slice")
-    metrics = evaluate_model(model, test, cfg.data.target)
-    recent_metrics = evaluate_model(model, recent, cfg.data.target) if len(recent) else {}
-    decision = decide(metrics, cfg.gate)
-    record = {"metrics": metrics, "recent_metrics": recent_metrics, **decision.to_dict(),
-              "markdown": decision.markdown()}
+    champion: ChampionEval | tuple[int, Path] | None = None
+    if cfg.gate.beat_champion is not None:
+        reg = Registry(cfg.registry.uri, cfg.name)
+        version = reg.alias("champion")
+        if version is not None:
+            try:
+                champion = (version, reg.local_model_dir(version))
+            except RegistryError as exc:
+                champion = ChampionEval(version, error=str(exc))
+    decision = run_gate(cfg.gate, cfg.data.target, model_dir, test, recent, champion)
+    record = {**decision.to_dict(), "markdown": decision.markdown(), "kfp_metrics": decision.kfp_metrics()}
     Path(decision_path).parent.mkdir(parents=True, exist_ok=True)
     Path(decision_path).write_text(json.dumps(record, indent=2, default=float))
     return _timed(record, t0)
@@ -194,40 +205,59 @@ def evaluate_step(config_json: str | ProjectConfig, model_dir: str, test_path: s
 @reports_errors
 def register_step(config_json: str | ProjectConfig, model_dir: str, decision_path: str,
                   data_info: dict[str, Any], run_id: str, trigger_json: str) -> dict[str, Any]:
-    """Register a gate-passing model with its lineage; refuse one whose decision did not pass."""
+    """Register a gate-passing model with its lineage; refuse one whose decision did not pass.
+
+    Lineage: trigger cause, run id, data source/window/content hash, config hash, code version, the
+    parent champion (the one the gate compared against) and the full decision record.
+    """
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
-    decision = json.loads(Path(decision_path).read_text())
+    try:
+        decision = json.loads(Path(decision_path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{decision_path}: cannot read the gate decision ({exc}); "
+                         "nothing registered") from exc
     if not decision.get("passed"):
         raise ModelError("register: the gate decision did not pass; nothing registered")
-    try:
-        trigger = json.loads(trigger_json) if trigger_json else {"cause": "manual"}
-    except json.JSONDecodeError as exc:
-        raise DataError(f"trigger_json: not valid JSON ({exc})") from exc
+    trigger = parse_trigger(trigger_json)
     reg = Registry(cfg.registry.uri, cfg.name)
+    compared = decision.get("champion") or {}
+    parent = compared.get("version") if compared else reg.alias("champion")
     meta = {
         "run_id": run_id,
         "trigger": trigger,
         "metrics": decision["metrics"],
         "recent_metrics": decision.get("recent_metrics", {}),
-        "decision": {k: decision[k] for k in ("passed", "checks", "notes")},
+        "decision": {k: v for k, v in decision.items() if k not in ("markdown", "kfp_metrics")},
         "data": data_info,
         "config_hash": cfg.config_hash(),
-        "code_version": __version__,
-        "parent": reg.alias("champion"),
+        "code_version": code_version(),
+        "parent": parent,
+        "profile": "model/profile.json" if (Path(model_dir) / "profile.json").is_file() else None,
         "model_manifest": json.loads((Path(model_dir) / "model.json").read_text()),
     }
     version = reg.register(model_dir, meta)
-    return _timed({"version": version}, t0)
+    return _timed({"version": version, "parent": parent}, t0)
 
 
 @reports_errors
 def deploy_step(config_json: str | ProjectConfig, version: int, run_id: str) -> dict[str, Any]:
-    """Deploy a registered version. ``local`` mode moves the champion alias."""
+    """Deploy a registered version. ``local`` mode moves the champion alias (the server follows it).
+
+    The promotion is a compare-and-swap against the champion the gate compared with: if another run
+    changed the champion meanwhile, this version stays registered but is not promoted.
+    """
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
     if cfg.deploy.mode != "local":
         raise ModelError(f"deploy.mode {cfg.deploy.mode!r} is not available yet; use 'local'")
     reg = Registry(cfg.registry.uri, cfg.name)
-    previous = reg.promote(version, reason=f"gate passed in run {run_id}")
-    return _timed({"version": version, "previous": previous, "mode": "local"}, t0)
+    parent = reg.get(version).metadata.get("parent")
+    try:
+        previous = reg.promote(version, reason=f"gate passed in run {run_id}", expected_champion=parent)
+    except RegistryError as exc:
+        if isinstance(exc, VersionNotFoundError):
+            raise
+        print(f"deploy: v{version} not promoted: {exc}", flush=True)
+        return _timed({"version": version, "promoted": False, "reason": str(exc), "mode": "local"}, t0)
+    return _timed({"version": version, "previous": previous, "promoted": True, "mode": "local"}, t0)

@@ -60,7 +60,8 @@ def test_components_chain(project: Path, tmp_path: Path) -> None:
                                      run_id="run-1", kfp_run_name="ignored", trigger_json='{"cause":"manual"}')
     assert version == 1
     out = json.loads(c.deploy.python_func(config_json=cj, version=version, run_id="run-1", kfp_run_name=""))
-    assert out == {"version": 1, "previous": None, "mode": "local", "step_seconds": out["step_seconds"]}
+    assert out == {"version": 1, "previous": None, "promoted": True, "mode": "local",
+                   "step_seconds": out["step_seconds"]}
     reg = Registry(cfg.registry.uri, cfg.name)
     meta = reg.get("champion").metadata
     assert meta["run_id"] == "run-1" and meta["data"]["content_hash"] == content_hash
