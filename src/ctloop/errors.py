@@ -47,3 +47,7 @@ class VersionNotFoundError(RegistryError, LookupError):
 
 class PipelineRunError(CtloopError, RuntimeError):
     """A pipeline run failed for a reason other than bad data."""
+
+
+class DeployError(CtloopError, RuntimeError):
+    """A promoted version could not be delivered to serving (GitOps push, Kubernetes patch)."""

@@ -211,11 +211,9 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
 
 @reports_errors
 def deploy_step(config_json: str | ProjectConfig, version: int, run_id: str) -> dict[str, Any]:
-    """Deploy a registered version. ``local`` mode moves the champion alias."""
+    """Deploy a registered version with ``deploy.mode`` (local: move the champion alias; gitops:
+    commit + push the overlay; kubernetes: patch the InferenceService), then promote it."""
+    from ctloop.deploy import deploy_version
+
     t0 = time.perf_counter()
-    cfg = _cfg(config_json)
-    if cfg.deploy.mode != "local":
-        raise ModelError(f"deploy.mode {cfg.deploy.mode!r} is not available yet; use 'local'")
-    reg = Registry(cfg.registry.uri, cfg.name)
-    previous = reg.promote(version, reason=f"gate passed in run {run_id}")
-    return _timed({"version": version, "previous": previous, "mode": "local"}, t0)
+    return _timed(deploy_version(_cfg(config_json), version, run_id), t0)

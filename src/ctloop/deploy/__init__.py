@@ -1,0 +1,57 @@
+"""The deploy step's modes: ``local`` (move the champion alias), ``gitops`` (commit the overlay's
+InferenceService patch and push), ``kubernetes`` (patch the InferenceService through the API server).
+
+In every mode the champion alias moves only after the delivery succeeded, so a failed push or patch
+leaves the champion untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ctloop.config import ProjectConfig
+from ctloop.registry import Registry
+
+
+def storage_uri(cfg: ProjectConfig, version: int) -> str:
+    """The cluster URI of a version's model folder (what KServe's ``storageUri`` points at)."""
+    prefix = getattr(cfg.serving, "storage_uri_prefix", None) or cfg.registry.uri
+    return f"{prefix.rstrip('/')}/{cfg.name}/versions/{version}/model"
+
+
+def lineage(cfg: ProjectConfig, version: int, run_id: str, meta: dict[str, Any]) -> dict[str, str]:
+    """The facts a deployment carries: model, version, run id, trigger cause."""
+    trigger = meta.get("trigger") or {}
+    cause = str(trigger.get("cause", "unknown")) if isinstance(trigger, dict) else str(trigger)
+    return {"model": cfg.name, "version": str(version), "run_id": run_id or str(meta.get("run_id", "")),
+            "trigger": cause}
+
+
+def deploy_version(cfg: ProjectConfig, version: int, run_id: str) -> dict[str, Any]:
+    """Deliver ``version`` with ``deploy.mode`` and then promote it to champion.
+
+    Returns:
+        A JSON-friendly summary: version, previous champion, mode, and the mode's details.
+
+    Raises:
+        DeployError: When the push or patch failed (champion untouched).
+    """
+    reg = Registry(cfg.registry.uri, cfg.name)
+    reason = f"gate passed in run {run_id}"
+    if cfg.deploy.mode == "local":
+        previous = reg.promote(version, reason=reason)
+        return {"version": version, "previous": previous, "mode": "local"}
+    mv = reg.get(version)
+    facts = lineage(cfg, version, run_id, mv.metadata)
+    uri = storage_uri(cfg, version)
+    details: dict[str, Any]
+    if cfg.deploy.mode == "gitops":
+        from ctloop.deploy.gitops import deploy_gitops
+
+        details = deploy_gitops(cfg, uri, facts).to_dict()
+    else:
+        from ctloop.deploy.kubernetes import deploy_kubernetes
+
+        details = deploy_kubernetes(cfg, uri, facts)
+    previous = reg.promote(version, reason=f"{reason} ({cfg.deploy.mode})")
+    return {"version": version, "previous": previous, "mode": cfg.deploy.mode, "storage_uri": uri, **details}
