@@ -32,8 +32,14 @@ def tool(name: str) -> str:
 
 def standin_isvc(cfg: ProjectConfig) -> dict[str, str]:
     """A minimal InferenceService for checks that need one before the serving renderer is present."""
-    from kserve import ApiClient, V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1ModelFormat
-    from kserve import V1beta1ModelSpec, V1beta1PredictorSpec
+    from kserve import (
+        ApiClient,
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1ModelFormat,
+        V1beta1ModelSpec,
+        V1beta1PredictorSpec,
+    )
     from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
 
     isvc = V1beta1InferenceService(
@@ -127,7 +133,7 @@ def policy_violations(obj: dict[str, Any]) -> list[str]:
     for c in [*spec.get("initContainers", []), *spec["containers"]]:
         at = f"{where}/{c['name']}"
         sc = c.get("securityContext") or {}
-        if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
             out.append(f"{at}: may run as root (runAsNonRoot not true)")
         if sc.get("runAsUser", psc.get("runAsUser")) == 0:
             out.append(f"{at}: runs as uid 0")

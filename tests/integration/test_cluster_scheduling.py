@@ -62,7 +62,8 @@ def landing_nodes(nodes: list[dict[str, Any]], selector: dict[str, str],
 
 def test_tolerates_matches_kubernetes_semantics() -> None:
     taint = {"key": "ctloop.io/spot", "value": "true", "effect": "NoSchedule"}
-    assert tolerates([{"key": "ctloop.io/spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}], taint)
+    assert tolerates([{"key": "ctloop.io/spot", "operator": "Equal", "value": "true",
+                       "effect": "NoSchedule"}], taint)
     assert tolerates([{"key": "ctloop.io/spot", "operator": "Exists"}], taint)
     assert not tolerates([{"key": "ctloop.io/spot", "operator": "Equal", "value": "false"}], taint)
     assert not tolerates([{"key": "ctloop.io/spot", "operator": "Exists", "effect": "NoExecute"}], taint)
@@ -112,7 +113,8 @@ def _pipeline_platform() -> dict[str, Any]:
 def _pvc_names(executor: dict[str, Any]) -> list[str]:
     names = []
     for m in executor.get("pvcMount") or []:
-        name = m.get("constant") or ((m.get("pvcNameParameter") or {}).get("runtimeValue") or {}).get("constant")
+        param = (m.get("pvcNameParameter") or {}).get("runtimeValue") or {}
+        name = m.get("constant") or param.get("constant")
         if name:
             names.append(str(name))
     return names
@@ -129,10 +131,11 @@ def test_compiled_pipeline_scheduling_agrees_with_kind_and_overlays(built) -> No
         for node in tainted:
             if all(tolerates(tolerations, t) for t in node["taints"]):
                 assert selector and all(node["labels"].get(k) == v for k, v in selector.items()), \
-                    f"pipeline executor {name} tolerates {node['labels']}'s taint but does not select that pool"
+                    f"pipeline executor {name} tolerates {node['labels']}'s taint but does not select it"
         for pvc in _pvc_names(ex):
             for overlay, objs in built.items():
-                assert any(o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == pvc for o in objs), \
+                pvcs = {o["metadata"]["name"] for o in objs if o["kind"] == "PersistentVolumeClaim"}
+                assert pvc in pvcs, \
                     f"pipeline executor {name} mounts PVC {pvc!r}, which overlay {overlay} does not create"
 
 
