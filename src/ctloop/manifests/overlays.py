@@ -132,10 +132,12 @@ def render_kustomizations(cfg: ProjectConfig, files: dict[str, str]) -> dict[str
             out[prefix + DEPLOY_PATCH] = deploy_patch(name, ns, canary_percent(cfg))
             mine.add(DEPLOY_PATCH)
             if overlay == "kind":
+                # kind has no Knative: KServe's RawDeployment mode, one replica (no scale to zero)
                 out[prefix + "inferenceservice-patch.yaml"] = dump({
                     "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                    "metadata": {"name": name, "namespace": ns},
-                    "spec": {"predictor": {"minReplicas": 0, "maxReplicas": 1,
+                    "metadata": {"name": name, "namespace": ns,
+                                 "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}},
+                    "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1,
                                            "model": {"resources": KIND_MODEL}}}})
                 mine.add("inferenceservice-patch.yaml")
         resources = ["../../base", *sorted(p for p in mine if not p.endswith("patch.yaml")
