@@ -202,7 +202,7 @@ class DeployConfig(_Section):
     state_storage: str = "1Gi"
     watcher_port: int = Field(8080, ge=1024, le=65535)
     watcher_resources: WatcherResources = Field(default_factory=WatcherResources)
-    token_secret: str = Field("ctloop-watcher-token", description="Secret (key 'token') of the bearer token")
+    token_secret: str = Field("ctloop-trigger-token", description="Secret (key 'token') of the bearer token")
     gitops: GitOpsConfig = Field(default_factory=GitOpsConfig)
     kubernetes: KubernetesDeployConfig = Field(default_factory=KubernetesDeployConfig)
 

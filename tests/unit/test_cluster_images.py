@@ -105,3 +105,8 @@ def test_kind_workflow_builds_applies_runs_and_predicts() -> None:
     assert "create_run_from_pipeline_package" in script and ":predict" in script
     assert wf["env"]["RUNTIME_IMAGE"] == ImagesConfig().runtime
     assert (ROOT / wf["env"]["PROJECT"] / "manifests" / "overlays" / "kind" / "kustomization.yaml").is_file()
+
+
+def test_runtime_image_has_git_for_the_gitops_deploy() -> None:
+    final = stages(DOCKERFILES["runtime"])[-1]
+    assert any(c == "RUN" and "install" in " ".join(v) and " git " in f" {' '.join(v)} " for c, f, v in final)

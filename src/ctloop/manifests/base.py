@@ -42,6 +42,26 @@ def _meta(cfg: ProjectConfig, name: str, component: str, **extra: Any) -> dict[s
     return {"name": name, "namespace": cfg.deploy.namespace, "labels": labels, **extra}
 
 
+def token_secret(cfg: ProjectConfig) -> str:
+    """Secret (key ``token``) holding the watcher's bearer token: ``triggers.token_secret`` when the
+    trigger settings name one, else ``deploy.token_secret``."""
+    return str(getattr(cfg.triggers, "token_secret", None) or cfg.deploy.token_secret)
+
+
+def token_mount(cfg: ProjectConfig) -> tuple[str, str]:
+    """(folder the token Secret is mounted at, file the watcher reads): ``triggers.token_file`` when
+    it is an absolute path, else ``/var/run/secrets/ctloop/token``."""
+    path = getattr(cfg.triggers, "token_file", None)
+    if isinstance(path, str) and path.startswith("/") and "://" not in path:
+        return posixpath.dirname(path), path
+    return TOKEN_MOUNT, f"{TOKEN_MOUNT}/token"
+
+
+def renders_schedule_cronjob(cfg: ProjectConfig) -> bool:
+    """Whether the schedule CronJob is rendered: not when the watcher fires schedules itself."""
+    return getattr(cfg.triggers, "schedule_by", "cronjob") != "watcher"
+
+
 def state_mount(cfg: ProjectConfig) -> str:
     """Folder the state PVC is mounted at: the ledger's folder when it is an absolute path."""
     ledger = cfg.triggers.ledger
@@ -130,8 +150,7 @@ def deployment(cfg: ProjectConfig) -> dict[str, Any]:
         "command": ["python", "-m", "ctloop.cli"],
         "args": ["watch", "--config", f"{CONFIG_MOUNT}/ctloop.yaml", "--host", "0.0.0.0",
                  "--port", str(d.watcher_port)],
-        "env": [{"name": "CTLOOP_TOKEN_FILE", "value": f"{TOKEN_MOUNT}/token"},
-                {"name": "HOME", "value": "/tmp"}],
+        "env": [{"name": "HOME", "value": "/tmp"}],
         "ports": [{"name": "http", "containerPort": d.watcher_port, "protocol": "TCP"}],
         "readinessProbe": {**probe, "initialDelaySeconds": 5},
         "livenessProbe": {**probe, "initialDelaySeconds": 15, "failureThreshold": 3},
@@ -139,7 +158,7 @@ def deployment(cfg: ProjectConfig) -> dict[str, Any]:
         "securityContext": container_security(),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-            {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
+            {"name": "token", "mountPath": token_mount(cfg)[0], "readOnly": True},
             {"name": "state", "mountPath": state_mount(cfg)},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
@@ -153,7 +172,7 @@ def deployment(cfg: ProjectConfig) -> dict[str, Any]:
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": CONFIG_MAP}},
-            {"name": "token", "secret": {"secretName": d.token_secret, "defaultMode": 0o440}},
+            {"name": "token", "secret": {"secretName": token_secret(cfg), "defaultMode": 0o440}},
             {"name": "state", "persistentVolumeClaim": {"claimName": STATE_PVC}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
@@ -209,7 +228,7 @@ def monitors(cfg: ProjectConfig) -> list[dict[str, Any]]:
 SCHEDULE_SCRIPT = """\
 import json, os, sys, urllib.request
 token = open(os.environ["TOKEN_FILE"]).read().strip()
-body = json.dumps({"cause": "schedule", "model": os.environ["MODEL"],
+body = json.dumps({"source": "schedule", "model": os.environ["MODEL"],
                    "reason": "CronJob " + os.environ["SCHEDULE"]}).encode()
 req = urllib.request.Request(os.environ["URL"], data=body, method="POST", headers={
     "Authorization": "Bearer " + token, "Content-Type": "application/json"})
@@ -233,16 +252,16 @@ def cron_job(cfg: ProjectConfig) -> dict[str, Any]:
         "command": ["python", "-c", SCHEDULE_SCRIPT],
         "env": [{"name": "URL", "value": url}, {"name": "MODEL", "value": cfg.name},
                 {"name": "SCHEDULE", "value": schedule},
-                {"name": "TOKEN_FILE", "value": f"{TOKEN_MOUNT}/token"}],
+                {"name": "TOKEN_FILE", "value": token_mount(cfg)[1]}],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                       "limits": {"cpu": "200m", "memory": "128Mi"}},
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True}],
+        "volumeMounts": [{"name": "token", "mountPath": token_mount(cfg)[0], "readOnly": True}],
     }
     pod = {"restartPolicy": "OnFailure", "automountServiceAccountToken": False,
            "securityContext": pod_security(), "nodeSelector": dict(cfg.deploy.node_selector),
            "containers": [container],
-           "volumes": [{"name": "token", "secret": {"secretName": cfg.deploy.token_secret,
+           "volumes": [{"name": "token", "secret": {"secretName": token_secret(cfg),
                                                      "defaultMode": 0o440}}]}
     labels = {"app.kubernetes.io/name": name, **PART_OF}
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(cfg, name, "schedule"),
@@ -255,7 +274,7 @@ def cron_job(cfg: ProjectConfig) -> dict[str, Any]:
 
 def render_base(cfg: ProjectConfig) -> dict[str, str]:
     """This package's ``base/`` files."""
-    return {
+    out = {
         "base/namespace.yaml": dump(namespace(cfg)),
         "base/configmap.yaml": dump(config_map(cfg)),
         "base/serviceaccount.yaml": dump(service_account(cfg)),
@@ -265,5 +284,7 @@ def render_base(cfg: ProjectConfig) -> dict[str, str]:
         "base/service.yaml": dump(service(cfg)),
         "base/networkpolicy.yaml": dump(network_policy(cfg)),
         "base/monitors.yaml": dump(*monitors(cfg)),
-        "base/cronjob.yaml": dump(cron_job(cfg)),
     }
+    if renders_schedule_cronjob(cfg):
+        out["base/cronjob.yaml"] = dump(cron_job(cfg))
+    return out
