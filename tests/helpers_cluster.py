@@ -75,12 +75,28 @@ def write_tree(files: dict[str, str], root: Path) -> Path:
     return root
 
 
+class KubeLoader(yaml.SafeLoader):
+    """SafeLoader that reads a bare ``=`` as a string, as Kubernetes does (PyYAML's YAML 1.1 ``value``
+    tag breaks on kustomize's unquoted ``matchType: =``)."""
+
+
+KubeLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:value"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_all(text: str) -> list[dict[str, Any]]:
+    """Every non-empty YAML document in ``text``."""
+    return [d for d in yaml.load_all(text, Loader=KubeLoader) if d]
+
+
 def kustomize(folder: Path) -> list[dict[str, Any]]:
     """``kubectl kustomize FOLDER`` parsed into objects (fails the test on a build error)."""
     proc = subprocess.run([tool("kubectl"), "kustomize", str(folder)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, f"kubectl kustomize {folder} failed:\n{proc.stderr}"
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return load_all(proc.stdout)
 
 
 def group(obj: dict[str, Any]) -> str:

@@ -237,3 +237,9 @@ def test_inferenceservice_round_trip_catches_an_unknown_field(built) -> None:  #
     client = kserve_client()
     obj = client._ApiClient__deserialize(raw, "V1beta1InferenceService")
     assert client.sanitize_for_serialization(obj) != raw
+
+
+def test_example_manifests_carry_no_machine_paths(example_cfg) -> None:  # type: ignore[no-untyped-def]
+    """Every path in the reference project must be a URI or a container path, never this checkout's."""
+    leaks = [p for p, text in render_files(example_cfg).items() if str(EXAMPLE.resolve().parent) in text]
+    assert not leaks, f"set these config paths to URIs or absolute container paths: {leaks}"
