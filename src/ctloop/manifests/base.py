@@ -265,7 +265,7 @@ def cron_job(cfg: ProjectConfig) -> dict[str, Any]:
                                                      "defaultMode": 0o440}}]}
     labels = {"app.kubernetes.io/name": name, **PART_OF}
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(cfg, name, "schedule"),
-            "spec": {"schedule": schedule, "suspend": cfg.triggers.schedule is None,
+            "spec": {"schedule": schedule, "timeZone": "Etc/UTC", "suspend": cfg.triggers.schedule is None,
                      "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 600,
                      "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
                      "jobTemplate": {"spec": {"backoffLimit": 3, "activeDeadlineSeconds": 300,
