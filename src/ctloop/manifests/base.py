@@ -26,9 +26,16 @@ DEFAULT_SCHEDULE = "0 3 * * *"
 HEADER = "# Rendered by `ctloop manifests render` from ctloop.yaml. Do not edit: change the config.\n"
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that writes shared sub-objects out in full (no ``&id001`` anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump(*docs: dict[str, Any]) -> str:
     """YAML documents with the rendered-file header."""
-    return HEADER + yaml.safe_dump_all(list(docs), sort_keys=False, default_flow_style=False)
+    return HEADER + yaml.dump_all(list(docs), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 def watcher_labels(cfg: ProjectConfig) -> dict[str, str]:
