@@ -19,6 +19,9 @@ from ctloop.errors import ConfigError, DeployError
 from ctloop.manifests.overlays import DEPLOY_PATCH, canary_percent, deploy_patch
 
 
+GIT_TIMEOUT_S = 300
+
+
 @dataclass(frozen=True)
 class GitOpsResult:
     """What the deploy did in the GitOps repository."""
@@ -52,8 +55,14 @@ class _Git:
         self.env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true"}
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["git", *self.identity, *args], cwd=self.cwd, env=self.env,
-                              capture_output=True, text=True)
+        try:
+            proc = subprocess.run(["git", *self.identity, *args], cwd=self.cwd, env=self.env,
+                                  capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+        except FileNotFoundError as exc:
+            raise DeployError("deploy.mode 'gitops' needs the git client on PATH") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise DeployError(f"git {' '.join(args[:2])}: no answer within {GIT_TIMEOUT_S} s "
+                              "(is the GitOps repository reachable?)") from exc
         if check and proc.returncode != 0:
             raise DeployError(f"git {' '.join(args[:2])} in the GitOps checkout failed: "
                               f"{(proc.stderr or proc.stdout).strip()}")
