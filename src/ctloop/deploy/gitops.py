@@ -18,7 +18,6 @@ from ctloop.config import ProjectConfig
 from ctloop.errors import ConfigError, DeployError
 from ctloop.manifests.overlays import DEPLOY_PATCH, canary_percent, deploy_patch
 
-
 GIT_TIMEOUT_S = 300
 
 
