@@ -193,6 +193,19 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
+def git(cwd: Path, *args: str) -> str:
+    """Run real git as "another writer"; fail the test on an error; return stdout."""
+    proc = subprocess.run(["git", "-c", "user.name=other", "-c", "user.email=other@example.invalid",
+                           "-c", "commit.gpgsign=false", *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"git {args}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def commits(bare: Path) -> int:
+    """Number of commits on ``main`` of a repository."""
+    return int(git(bare, "rev-list", "--count", "main"))
+
+
 def copy_tree(src: Path, dst: Path) -> Path:
     """Copy a folder (for tests that edit a rendered tree)."""
     shutil.copytree(src, dst)

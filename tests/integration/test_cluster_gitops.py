@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,10 @@ from ctloop.errors import ConfigError, DeployError
 from ctloop.registry import Registry
 from ctloop.steps import deploy_step
 from tests.conftest import make_project
-from tests.helpers_cluster import find, kustomize, rendered_files, write_tree
+from tests.helpers_cluster import commits, find, git, kustomize, rendered_files, write_tree
 
 pytestmark = pytest.mark.integration
 PATCH = "clusters/churn/overlays/production/model-deploy.yaml"
-
-
-def git(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-c", "user.name=other", "-c", "user.email=other@example.invalid",
-                           "-c", "commit.gpgsign=false", *args], cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"git {args}: {proc.stderr}"
-    return proc.stdout.strip()
 
 
 def gitops_config(root: Path, repo_url: str, attempts: int = 5) -> ProjectConfig:
@@ -61,10 +53,6 @@ def gitops(tmp_path: Path) -> dict[str, Any]:
     git(seed, "commit", "--quiet", "-m", "render manifests")
     git(seed, "push", "--quiet", "origin", "HEAD:main")
     return {"bare": bare, "cfg": cfg, "seed": seed, "tmp": tmp_path}
-
-
-def commits(bare: Path) -> int:
-    return int(git(bare, "rev-list", "--count", "main"))
 
 
 def built_isvc(bare: Path, tmp: Path) -> dict[str, Any]:

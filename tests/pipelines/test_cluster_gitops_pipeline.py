@@ -12,8 +12,7 @@ from ctloop.deploy import storage_uri
 from ctloop.registry import Registry
 from ctloop.runner import run_local
 from tests.conftest import make_project
-from tests.helpers_cluster import find, kustomize, rendered_files, write_tree
-from tests.integration.test_cluster_gitops import commits, git
+from tests.helpers_cluster import commits, find, git, kustomize, rendered_files, write_tree
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
