@@ -49,5 +49,13 @@ class PipelineRunError(CtloopError, RuntimeError):
     """A pipeline run failed for a reason other than bad data."""
 
 
+class TriggerError(CtloopError, RuntimeError):
+    """A trigger could not be recorded, decided or submitted."""
+
+
+class SubmitError(TriggerError):
+    """A pipeline run could not be submitted (the trigger stays in the ledger with the error)."""
+
+
 class DeployError(CtloopError, RuntimeError):
     """A promoted version could not be delivered to serving (GitOps push, Kubernetes patch)."""

@@ -18,8 +18,9 @@ Finalizer = Callable[[ProjectConfig, dict[str, str]], dict[str, str]]
 def _renderers() -> list[Renderer]:
     """The registered renderers (imported lazily so importing this module stays cheap)."""
     from ctloop.manifests import render_cluster
+    from ctloop.triggers.rules import render_trigger_files
 
-    return [render_cluster]
+    return [render_trigger_files, render_cluster]
 
 
 def _finalizers() -> list[Finalizer]:

@@ -75,9 +75,14 @@ def test_overlay_builds_and_carries_the_watcher(built, overlay: str) -> None:  #
     isvc = find(objs, "InferenceService")
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20
     cron = find(objs, "CronJob")
-    assert cron["spec"]["schedule"] == "0 3 * * 1" and cron["spec"]["suspend"] is False
-    env = {e["name"]: e["value"] for e in pod(cron)["containers"][0]["env"]}
-    assert env["URL"] == "http://ctloop-watcher.ctloop.svc.cluster.local/trigger"
+    assert cron["spec"]["schedule"] == "0 3 * * 1" and cron["spec"]["timeZone"] == "Etc/UTC"
+    script = pod(cron)["containers"][0]["command"][-1]
+    assert "http://ctloop-watcher.ctloop.svc.cluster.local/trigger" in script and '"source":"schedule"' in script
+    amc = find(objs, "AlertmanagerConfig")
+    assert amc["spec"]["receivers"][0]["webhookConfigs"][0]["url"] == \
+        "http://ctloop-watcher.ctloop.svc.cluster.local/alerts"
+    svc = find(objs, "Service", "ctloop-watcher")
+    assert svc["metadata"]["namespace"] == "ctloop" and svc["spec"]["ports"][0]["port"] == 80
     assert find(objs, "PersistentVolumeClaim", "ctloop-checkpoints")["metadata"]["namespace"] == "kubeflow"
     find(objs, "ServiceMonitor")
     find(objs, "PodMonitor")

@@ -89,7 +89,7 @@ def test_image_names_agree_across_config_pipeline_and_manifests() -> None:
     used = {line.split("image:", 1)[1].strip() for line in pipeline.splitlines() if "image:" in line}
     assert used and used <= allowed, used - allowed
     example = load_config(EXAMPLE / "ctloop.yaml")
-    for rel in ("base/deployment.yaml", "base/cronjob.yaml"):
+    for rel in ("base/deployment.yaml", "base/schedule-cronjob.yaml"):
         text = (EXAMPLE / "manifests" / rel).read_text()
         assert f"image: {example.kfp.images.runtime}" in text
 

@@ -20,12 +20,12 @@ def config(**sections: object) -> ProjectConfig:
 
 
 def test_kustomization_lists_files_other_renderers_add() -> None:
-    extra = {"base/prometheusrule.yaml": "kind: PrometheusRule\n", "monitoring/rules.yml": "groups: []\n"}
+    extra = {"base/extra.yaml": "kind: ConfigMap\n", "monitoring/extra.yml": "groups: []\n"}
     original = render._renderers
     with mock.patch.object(render, "_renderers", lambda: [*original(), lambda cfg: extra]):
         files = render.render_files(config())
     resources = yaml.safe_load(files["base/kustomization.yaml"])["resources"]
-    assert "prometheusrule.yaml" in resources and "rules.yml" not in " ".join(resources)
+    assert "extra.yaml" in resources and "extra.yml" not in " ".join(resources)
     assert "overlays/production/model-deploy.yaml" not in files  # no InferenceService rendered
 
 
@@ -37,12 +37,14 @@ def test_a_renderer_may_not_write_a_kustomization() -> None:
         render.render_files(config())
 
 
-def test_schedule_cronjob_suspended_without_schedule_and_active_with_one() -> None:
-    off = yaml.safe_load(render.render_files(config())["base/cronjob.yaml"].split("\n", 1)[1])
-    on = yaml.safe_load(render.render_files(config(triggers={"schedule": "*/30 * * * *"}))
-                        ["base/cronjob.yaml"].split("\n", 1)[1])
-    assert off["spec"]["suspend"] is True and on["spec"]["suspend"] is False
-    assert on["spec"]["schedule"] == "*/30 * * * *"
+def test_schedule_cronjob_only_when_the_cluster_fires_the_schedule() -> None:
+    assert not [p for p in render.render_files(config(triggers={"schedule": "*/30 * * * *"})) if "cron" in p]
+    files = render.render_files(config(triggers={"schedule": "*/30 * * * *", "schedule_by": "cronjob"}))
+    cron = yaml.safe_load(files["base/schedule-cronjob.yaml"])
+    assert cron["spec"]["schedule"] == "*/30 * * * *"
+    assert "schedule-cronjob.yaml" in yaml.safe_load(files["base/kustomization.yaml"])["resources"]
+    script = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert "http://ctloop-watcher.ctloop.svc.cluster.local/trigger" in script
 
 
 def test_canary_percent_falls_back_to_serving() -> None:

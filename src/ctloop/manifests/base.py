@@ -49,24 +49,18 @@ def _meta(cfg: ProjectConfig, name: str, component: str, **extra: Any) -> dict[s
     return {"name": name, "namespace": cfg.deploy.namespace, "labels": labels, **extra}
 
 
-def token_secret(cfg: ProjectConfig) -> str:
-    """Secret (key ``token``) holding the watcher's bearer token: ``triggers.token_secret`` when the
-    trigger settings name one, else ``deploy.token_secret``."""
-    return str(getattr(cfg.triggers, "token_secret", None) or cfg.deploy.token_secret)
+def watcher_endpoint(cfg: ProjectConfig) -> str:
+    """In-cluster base URL of the watcher Service (what Alertmanager and the CronJob post to)."""
+    return f"http://{WATCHER}.{cfg.deploy.namespace}.svc.cluster.local"
 
 
 def token_mount(cfg: ProjectConfig) -> tuple[str, str]:
     """(folder the token Secret is mounted at, file the watcher reads): ``triggers.token_file`` when
     it is an absolute path, else ``/var/run/secrets/ctloop/token``."""
-    path = getattr(cfg.triggers, "token_file", None)
-    if isinstance(path, str) and path.startswith("/") and "://" not in path:
+    path = cfg.triggers.token_file
+    if path.startswith("/") and "://" not in path:
         return posixpath.dirname(path), path
     return TOKEN_MOUNT, f"{TOKEN_MOUNT}/token"
-
-
-def renders_schedule_cronjob(cfg: ProjectConfig) -> bool:
-    """Whether the schedule CronJob is rendered: not when the watcher fires schedules itself."""
-    return getattr(cfg.triggers, "schedule_by", "cronjob") != "watcher"
 
 
 def state_mount(cfg: ProjectConfig) -> str:
@@ -179,7 +173,7 @@ def deployment(cfg: ProjectConfig) -> dict[str, Any]:
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": CONFIG_MAP}},
-            {"name": "token", "secret": {"secretName": token_secret(cfg), "defaultMode": 0o440}},
+            {"name": "token", "secret": {"secretName": cfg.triggers.token_secret, "defaultMode": 0o440}},
             {"name": "state", "persistentVolumeClaim": {"claimName": STATE_PVC}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
@@ -233,33 +227,29 @@ def monitors(cfg: ProjectConfig) -> list[dict[str, Any]]:
 
 
 SCHEDULE_SCRIPT = """\
-import json, os, sys, urllib.request
+import os, urllib.request
 token = open(os.environ["TOKEN_FILE"]).read().strip()
-body = json.dumps({"source": "schedule", "model": os.environ["MODEL"],
-                   "reason": "CronJob " + os.environ["SCHEDULE"]}).encode()
-req = urllib.request.Request(os.environ["URL"], data=body, method="POST", headers={
-    "Authorization": "Bearer " + token, "Content-Type": "application/json"})
+req = urllib.request.Request({url!r}, data={body!r}.encode(), method="POST", headers={{
+    "Authorization": "Bearer " + token, "Content-Type": "application/json"}})
 with urllib.request.urlopen(req, timeout=30) as resp:
     print(resp.status, resp.read().decode()[:500])
 """
 
 
-def cron_job(cfg: ProjectConfig) -> dict[str, Any]:
-    """Posts the schedule trigger to the watcher's ``POST /trigger`` so it passes the trigger policy.
-
-    Suspended when ``triggers.schedule`` is not set.
-    """
+def cron_job(cfg: ProjectConfig, url: str | None = None) -> dict[str, Any]:
+    """Posts the schedule trigger to the watcher's ``POST /trigger`` so it passes the trigger policy
+    (rendered by the trigger renderer when ``triggers.schedule_by`` is ``cronjob``)."""
     name = f"{cfg.name}-schedule"
     schedule = cfg.triggers.schedule or DEFAULT_SCHEDULE
-    url = f"http://{WATCHER}.{cfg.deploy.namespace}.svc.cluster.local/trigger"
+    url = url or watcher_endpoint(cfg) + "/trigger"
+    body = json.dumps({"source": "schedule", "model": cfg.name, "reason": f"CronJob {schedule} (UTC)"},
+                      separators=(",", ":"))
     container = {
         "name": "post-trigger",
         "image": cfg.kfp.images.runtime,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-c", SCHEDULE_SCRIPT],
-        "env": [{"name": "URL", "value": url}, {"name": "MODEL", "value": cfg.name},
-                {"name": "SCHEDULE", "value": schedule},
-                {"name": "TOKEN_FILE", "value": token_mount(cfg)[1]}],
+        "command": ["python", "-c", SCHEDULE_SCRIPT.format(url=url, body=body)],
+        "env": [{"name": "TOKEN_FILE", "value": token_mount(cfg)[1]}],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                       "limits": {"cpu": "200m", "memory": "128Mi"}},
         "securityContext": container_security(),
@@ -268,11 +258,11 @@ def cron_job(cfg: ProjectConfig) -> dict[str, Any]:
     pod = {"restartPolicy": "OnFailure", "automountServiceAccountToken": False,
            "securityContext": pod_security(), "nodeSelector": dict(cfg.deploy.node_selector),
            "containers": [container],
-           "volumes": [{"name": "token", "secret": {"secretName": token_secret(cfg),
+           "volumes": [{"name": "token", "secret": {"secretName": cfg.triggers.token_secret,
                                                      "defaultMode": 0o440}}]}
     labels = {"app.kubernetes.io/name": name, **PART_OF}
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(cfg, name, "schedule"),
-            "spec": {"schedule": schedule, "timeZone": "Etc/UTC", "suspend": cfg.triggers.schedule is None,
+            "spec": {"schedule": schedule, "timeZone": "Etc/UTC",
                      "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 600,
                      "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
                      "jobTemplate": {"spec": {"backoffLimit": 3, "activeDeadlineSeconds": 300,
@@ -292,6 +282,4 @@ def render_base(cfg: ProjectConfig) -> dict[str, str]:
         "base/networkpolicy.yaml": dump(network_policy(cfg)),
         "base/monitors.yaml": dump(*monitors(cfg)),
     }
-    if renders_schedule_cronjob(cfg):
-        out["base/cronjob.yaml"] = dump(cron_job(cfg))
     return out
