@@ -311,10 +311,56 @@ class KfpConfig(_Section):
     images: ImagesConfig = Field(default_factory=ImagesConfig)
 
 
+class GitOpsConfig(_Section):
+    """Target of ``deploy.mode: gitops``: the repository Argo CD syncs from."""
+
+    repo_url: str | None = Field(None, description="git URL (or path) of the GitOps repository")
+    branch: str = Field("main", min_length=1)
+    path: str = Field("manifests", description="folder of the kustomize tree inside the repository")
+    overlay: str = Field("production", min_length=1, description="overlay the deploy step writes to")
+    author_name: str = "ctloop"
+    author_email: str = "ctloop@users.noreply.invalid"
+    push_attempts: int = Field(5, ge=1, le=50)
+
+
+class KubernetesDeployConfig(_Section):
+    """Target of ``deploy.mode: kubernetes``: patch the InferenceService through the API server."""
+
+    kubeconfig: str | None = Field(None, description="kubeconfig file; None uses the in-cluster config")
+    context: str | None = None
+
+
+class WatcherResources(_Section):
+    """Requests and limits of the watcher container."""
+
+    cpu_request: str = "100m"
+    memory_request: str = "256Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+
+
 class DeployConfig(_Section):
-    """How a promoted model reaches serving."""
+    """How a promoted model reaches serving, and the cluster objects around it."""
 
     mode: Literal["local", "gitops", "kubernetes"] = "local"
+    namespace: str = "ctloop"
+    monitoring_namespace: str = "monitoring"
+    pipeline_service_account: str = "pipeline-runner"
+    canary_percent: int | None = Field(None, ge=0, le=100,
+                                       description="canaryTrafficPercent of a new version; None: serving's")
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "cpu"})
+    state_storage: str = "1Gi"
+    watcher_port: int = Field(8080, ge=1024, le=65535)
+    watcher_resources: WatcherResources = Field(default_factory=WatcherResources)
+    gitops: GitOpsConfig = Field(default_factory=GitOpsConfig)
+    kubernetes: KubernetesDeployConfig = Field(default_factory=KubernetesDeployConfig)
+
+    @field_validator("namespace", "monitoring_namespace")
+    @classmethod
+    def _ns(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must be a lowercase DNS label")
+        return value
 
 
 class ProjectConfig(_Section):

@@ -55,3 +55,7 @@ class TriggerError(CtloopError, RuntimeError):
 
 class SubmitError(TriggerError):
     """A pipeline run could not be submitted (the trigger stays in the ledger with the error)."""
+
+
+class DeployError(CtloopError, RuntimeError):
+    """A promoted version could not be delivered to serving (GitOps push, Kubernetes patch)."""

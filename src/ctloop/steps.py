@@ -27,7 +27,6 @@ from ctloop.errors import (
     DataError,
     ModelError,
     RegistryError,
-    VersionNotFoundError,
 )
 from ctloop.evaluate import ChampionEval, run_gate
 from ctloop.lineage import code_version, parse_trigger
@@ -242,22 +241,9 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
 
 @reports_errors
 def deploy_step(config_json: str | ProjectConfig, version: int, run_id: str) -> dict[str, Any]:
-    """Deploy a registered version. ``local`` mode moves the champion alias (the server follows it).
+    """Deploy a registered version with ``deploy.mode`` (local: move the champion alias; gitops:
+    commit + push the overlay; kubernetes: patch the InferenceService), then promote it."""
+    from ctloop.deploy import deploy_version
 
-    The promotion is a compare-and-swap against the champion the gate compared with: if another run
-    changed the champion meanwhile, this version stays registered but is not promoted.
-    """
     t0 = time.perf_counter()
-    cfg = _cfg(config_json)
-    if cfg.deploy.mode != "local":
-        raise ModelError(f"deploy.mode {cfg.deploy.mode!r} is not available yet; use 'local'")
-    reg = Registry(cfg.registry.uri, cfg.name)
-    parent = reg.get(version).metadata.get("parent")
-    try:
-        previous = reg.promote(version, reason=f"gate passed in run {run_id}", expected_champion=parent)
-    except RegistryError as exc:
-        if isinstance(exc, VersionNotFoundError):
-            raise
-        print(f"deploy: v{version} not promoted: {exc}", flush=True)
-        return _timed({"version": version, "promoted": False, "reason": str(exc), "mode": "local"}, t0)
-    return _timed({"version": version, "previous": previous, "promoted": True, "mode": "local"}, t0)
+    return _timed(deploy_version(_cfg(config_json), version, run_id), t0)
