@@ -214,6 +214,9 @@ def manifests_render(
 
 
 from ctloop.cli_triggers import register as _register_triggers  # noqa: E402
+from ctloop.cli_watch import watch  # noqa: E402
+
+app.command("watch")(watch)
 
 _register_triggers(app)
 

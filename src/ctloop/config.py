@@ -234,14 +234,52 @@ class ServingConfig(_Section):
 
 
 class DriftConfig(_Section):
-    """Drift watcher settings."""
+    """Drift watcher settings (``ctloop watch``).
+
+    Windows are ``window_rows`` rows, advancing by ``slide_rows`` (tumbling when unset). A feature is
+    drifted when the window holds at least ``min_rows`` rows and its ``method`` score is above its
+    threshold for ``consecutive_windows`` windows in a row. Thresholds are ``calibrated`` per feature
+    (bootstrap reference-vs-reference at the window size for ``false_alarm_rate``, never below
+    ``min_effect``) or ``fixed`` (``psi_threshold`` / ``js_threshold``); ``feature_thresholds``
+    overrides either per feature.
+    """
 
     window_rows: int = Field(2000, ge=10)
+    slide_rows: int | None = Field(None, ge=1)
     min_rows: int = Field(500, ge=1)
     consecutive_windows: int = Field(2, ge=1)
+    method: Literal["psi", "js"] = "psi"
+    thresholds: Literal["calibrated", "fixed"] = "calibrated"
     psi_threshold: NonNegFloat = 0.2
+    js_threshold: UnitFloat = 0.1
+    feature_thresholds: dict[str, NonNegFloat] = Field(default_factory=dict)
+    false_alarm_rate: float = Field(0.001, gt=0, lt=0.5)
+    min_effect: NonNegFloat = 0.01
+    bootstrap_samples: int = Field(2000, ge=100, le=200_000)
+    seed: int = 0
     drift_share_alert: UnitFloat = 0.25
     alert_for: str = "1m"
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=1, le=65535)
+    poll_seconds: float = Field(5.0, gt=0)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_pending_joins: int = Field(10_000, ge=1)
+
+    @field_validator("slide_rows")
+    @classmethod
+    def _divides(cls, value: int | None, info: Any) -> int | None:
+        window = info.data.get("window_rows")
+        if value is not None and window is not None and (value > window or window % value):
+            raise ValueError(f"must divide window_rows ({window}) evenly")
+        return value
+
+    @field_validator("min_rows")
+    @classmethod
+    def _fits(cls, value: int, info: Any) -> int:
+        window = info.data.get("window_rows")
+        if window is not None and value > window:
+            raise ValueError(f"must be <= window_rows ({window}), or no window is ever evaluated")
+        return value
 
 
 class TriggersConfig(_Section):

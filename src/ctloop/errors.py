@@ -59,3 +59,9 @@ class SubmitError(TriggerError):
 
 class DeployError(CtloopError, RuntimeError):
     """A promoted version could not be delivered to serving (GitOps push, Kubernetes patch)."""
+class DriftError(CtloopError, RuntimeError):
+    """The drift watcher cannot build or use its reference (profile missing, corrupt or mismatched)."""
+
+
+class EventError(CtloopError, ValueError):
+    """A payload event is malformed (bad CloudEvent, unknown body layout, wrong types)."""
