@@ -158,8 +158,12 @@ def compile_cmd(
     from components import DEFAULT_IMAGE
     from pipelines.training import compile_pipeline
 
-    image = _load(config).kfp.images.runtime if config else DEFAULT_IMAGE
-    path = compile_pipeline(out / "pipeline.yaml", image=image)
+    from ctloop.config import ImagesConfig
+
+    cfg = _load(config) if config else None
+    image = cfg.kfp.images.runtime if cfg else DEFAULT_IMAGE
+    path = compile_pipeline(out / "pipeline.yaml", image=image, training=cfg.training if cfg else None,
+                            train_image=(cfg.kfp.images if cfg else ImagesConfig()).trainer_gpu)
     _console().print(f"compiled [bold]{path}[/]")
 
 

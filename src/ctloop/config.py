@@ -64,8 +64,51 @@ class ValidationConfig(_Section):
     """Data validation thresholds (checks against the champion's reference profile)."""
 
 
+class TolerationConfig(_Section):
+    """One Kubernetes toleration (matches a node taint)."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
+
+
 class TrainingConfig(_Section):
-    """Where and how the train step runs on a cluster (GPU spot pool, checkpoints)."""
+    """Where and how the train step runs on a cluster (GPU spot pool, checkpoints).
+
+    The node selector and tolerations must match the ``gpu-spot`` node in ``kind-config.yaml``
+    (a test proves it). ``accelerator_limit: 0`` trains on CPU nodes (no selector, no toleration).
+    """
+
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_limit: int = Field(1, ge=0, le=16)
+    cpu_request: str = "2"
+    memory_request: str = "8Gi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = "16Gi"
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "gpu-spot"})
+    tolerations: list[TolerationConfig] = Field(
+        default_factory=lambda: [TolerationConfig(key="ctloop.io/spot", operator="Equal", value="true",
+                                                  effect="NoSchedule")])
+    checkpoint_pvc: str | None = "ctloop-checkpoints"
+    checkpoint_mount_path: str = "/mnt/checkpoints"
+    checkpoint_uri: str = Field("checkpoints", min_length=1,
+                                description="fsspec URI or path for torch checkpoints (on a cluster: a "
+                                "folder under checkpoint_mount_path, or s3://...)")
+    checkpoint_every_steps: int = Field(50, ge=1)
+    checkpoint_keep: int = Field(3, ge=2)
+    timeout_seconds: int = Field(6 * 3600, ge=60)
+    retries: int = Field(3, ge=0, le=20)
+    backoff_seconds: int = Field(60, ge=0)
+    backoff_factor: float = Field(2.0, ge=1.0)
+    backoff_max_seconds: int = Field(3600, ge=0)
+
+    @field_validator("checkpoint_mount_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path inside the container")
+        return value
 
 
 class ModelConfig(_Section):
@@ -231,6 +274,7 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         ("registry", "uri"),
         ("kfp", "pipeline_root"),
         ("triggers", "ledger"),
+        ("training", "checkpoint_uri"),
     ):
         sec = out.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(key), str):
@@ -238,7 +282,8 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(out.get("schema"), str):
         out["schema"] = {"path": _resolve(out["schema"], base)}
     defaults = {"schema": ("path", "schema.yaml"), "registry": ("uri", "registry"),
-                "kfp": ("pipeline_root", "runs"), "triggers": ("ledger", "state/ledger.sqlite")}
+                "kfp": ("pipeline_root", "runs"), "triggers": ("ledger", "state/ledger.sqlite"),
+                "training": ("checkpoint_uri", "checkpoints")}
     for section, (key, default) in defaults.items():
         sec = out.setdefault(section, {})
         if isinstance(sec, dict) and key not in sec:

@@ -47,3 +47,9 @@ class VersionNotFoundError(RegistryError, LookupError):
 
 class PipelineRunError(CtloopError, RuntimeError):
     """A pipeline run failed for a reason other than bad data."""
+
+
+class TrainingInterrupted(ModelError):
+    """Training stopped on SIGTERM after writing a checkpoint; a retry resumes from it."""
+
+    exit_code = 143
