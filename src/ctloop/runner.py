@@ -136,6 +136,7 @@ def run_local(
     result = RunResult(run_id=run_id, status="failed", log_path=str(log_path))
     t0 = time.perf_counter()
     warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")  # GPU/limits
     with open(log_path, "w") as log:
         tap = _LogTap(log, on_event)
         try:

@@ -40,17 +40,17 @@ def test_pipeline_runs_locally_with_torch_trainer(tmp_path: Path) -> None:
     assert result.status == "succeeded", result.error or result.decision
     assert result.promoted and result.version == 1
     version = Registry(cfg.registry.uri, cfg.name).get("champion")
-    model = load_model(version.path)
+    model = load_model(Registry(cfg.registry.uri, cfg.name).local_model_dir("champion"))
     assert model.manifest["trainer"] == "torch" and model.manifest["device"] == "cpu"
-    assert (Path(version.path) / "profile.json").is_file()
+    assert (Path(version.model_uri) / "profile.json").is_file()
     assert result.metrics["roc_auc"] >= 0.7
     # checkpoints went to training.checkpoint_uri (resolved against the project folder)
     ckpts = list(Path(cfg.training.checkpoint_uri).glob("*/ckpt-*.pt"))
     assert ckpts and Path(cfg.training.checkpoint_uri).is_relative_to(tmp_path / "proj")
     # per-epoch metrics reached the train task's KFP Metrics artifact
-    metric_files = [p for p in Path(cfg.kfp.pipeline_root).rglob("metrics") if "train" in str(p.parent)]
-    assert metric_files, "train task wrote no Metrics artifact"
-    logged = json.loads(metric_files[0].read_text())
+    (out,) = Path(cfg.kfp.pipeline_root).glob("*/train/executor_output.json")
+    (art,) = json.loads(out.read_text())["artifacts"]["metrics"]["artifacts"]
+    logged = art["metadata"]
     epochs = len(model.manifest["history"])
     assert logged["epoch_001_val_loss"] == model.manifest["history"][0]["val_loss"]
     assert f"epoch_{epochs:03d}_train_loss" in logged and "best_val_loss" in logged
