@@ -100,7 +100,8 @@ def main() -> None:
         "checkpoint_every_steps": args.every, "steps_per_epoch": round(steps_per_epoch, 1),
         "epoch_seconds_without_checkpoints": round(epoch_s, 4),
         "checkpoint_seconds_total": t["checkpoint_seconds"],
-        "checkpoint_overhead_pct_of_epoch": round(100 * t["checkpoint_seconds"] / (epoch_s * ckpt["epochs_run"]), 2),
+        "checkpoint_overhead_pct_of_epoch": round(
+            100 * t["checkpoint_seconds"] / (epoch_s * ckpt["epochs_run"]), 2),
         "weights_equal_with_and_without_checkpoints": plain["weights_sha256"] == ckpt["weights_sha256"],
     }
     print(json.dumps(out, indent=2))

@@ -57,14 +57,14 @@ def build_pipeline(image: str = DEFAULT_IMAGE, training: TrainingConfig | None =
     if train_image and train_image != image:
         c = dataclasses.replace(c, train=dsl.component(training_components.train, base_image=train_image,
                                                        install_kfp_package=False))
-    training = training or TrainingConfig()
+    train_cfg = training or TrainingConfig()
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="ctloop continuous training: ingest, validate, split, train, evaluate, gate, "
         "register, deploy.",
     )
-    def training(
+    def training_pipeline(
         config_json: str,
         trigger_json: str = '{"cause": "manual"}',
         run_id: str = "",
@@ -75,7 +75,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, training: TrainingConfig | None =
         spl = c.split(config_json=config_json, dataset=ing.outputs["dataset"]).after(val)
         spl.set_display_name("split")
         tr = c.train(config_json=config_json, train=spl.outputs["train"]).set_display_name("train")
-        schedule_train(tr, training)
+        schedule_train(tr, train_cfg)
         ev = c.evaluate(
             config_json=config_json,
             model=tr.outputs["model"],
@@ -100,7 +100,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, training: TrainingConfig | None =
             ).set_display_name("deploy")
         return ev.outputs["decision"]
 
-    return training
+    return training_pipeline
 
 
 def compile_pipeline(out: str | Path = COMPILED, image: str = DEFAULT_IMAGE,

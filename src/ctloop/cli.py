@@ -156,9 +156,8 @@ def compile_cmd(
 ) -> None:
     """Compile the training pipeline to KFP IR YAML."""
     from components import DEFAULT_IMAGE
-    from pipelines.training import compile_pipeline
-
     from ctloop.config import ImagesConfig
+    from pipelines.training import compile_pipeline
 
     cfg = _load(config) if config else None
     image = cfg.kfp.images.runtime if cfg else DEFAULT_IMAGE

@@ -81,7 +81,7 @@ class TrainingConfig(_Section):
     """
 
     accelerator_type: str = "nvidia.com/gpu"
-    accelerator_limit: int = Field(1, ge=0, le=16)
+    accelerator_limit: int = Field(default=1, ge=0, le=16)
     cpu_request: str = "2"
     memory_request: str = "8Gi"
     cpu_limit: str | None = None
@@ -92,16 +92,16 @@ class TrainingConfig(_Section):
                                                   effect="NoSchedule")])
     checkpoint_pvc: str | None = "ctloop-checkpoints"
     checkpoint_mount_path: str = "/mnt/checkpoints"
-    checkpoint_uri: str = Field("checkpoints", min_length=1,
+    checkpoint_uri: str = Field(default="checkpoints", min_length=1,
                                 description="fsspec URI or path for torch checkpoints (on a cluster: a "
                                 "folder under checkpoint_mount_path, or s3://...)")
-    checkpoint_every_steps: int = Field(50, ge=1)
-    checkpoint_keep: int = Field(3, ge=2)
-    timeout_seconds: int = Field(6 * 3600, ge=60)
-    retries: int = Field(3, ge=0, le=20)
-    backoff_seconds: int = Field(60, ge=0)
-    backoff_factor: float = Field(2.0, ge=1.0)
-    backoff_max_seconds: int = Field(3600, ge=0)
+    checkpoint_every_steps: int = Field(default=50, ge=1)
+    checkpoint_keep: int = Field(default=3, ge=2)
+    timeout_seconds: int = Field(default=6 * 3600, ge=60)
+    retries: int = Field(default=3, ge=0, le=20)
+    backoff_seconds: int = Field(default=60, ge=0)
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    backoff_max_seconds: int = Field(default=3600, ge=0)
 
     @field_validator("checkpoint_mount_path")
     @classmethod

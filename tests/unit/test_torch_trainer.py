@@ -41,7 +41,7 @@ def test_training_config_validates_and_names_fields() -> None:
     assert cfg.training.tolerations[0].key == "ctloop.io/spot"
     for bad, where in (({"accelerator_limit": -1}, "training.accelerator_limit"),
                        ({"checkpoint_mount_path": "rel"}, "training.checkpoint_mount_path"),
-                       ({"tolerations": [{"key": "k", "effect": "Sometimes"}]}, "training.tolerations.0.effect"),
+                       ({"tolerations": [{"key": "k", "effect": "Some"}]}, "training.tolerations.0.effect"),
                        ({"gpu": 1}, "training.gpu: unknown key")):
         with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
             parse_config({**raw, "training": bad})

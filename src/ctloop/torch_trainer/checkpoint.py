@@ -73,7 +73,8 @@ class CheckpointStore:
             raise ModelError(f"training.checkpoint_uri {uri!r}: unsupported location ({exc})") from exc
         self.uri = uri
         self.keep = max(2, keep)
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.local = "file" in protocols
 
     def _path(self, step: int) -> str:
         return f"{self.root.rstrip('/')}/ckpt-{step:010d}.pt"
@@ -108,7 +109,8 @@ class CheckpointStore:
                 self.fs.makedirs(self.root, exist_ok=True)
                 self.fs.pipe_file(path, data)
         except OSError as exc:
-            raise ModelError(f"training.checkpoint_uri {self.uri!r}: cannot write checkpoint ({exc})") from exc
+            raise ModelError(
+                f"training.checkpoint_uri {self.uri!r}: cannot write checkpoint ({exc})") from exc
         self._prune()
         return path
 
