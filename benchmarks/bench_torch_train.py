@@ -73,19 +73,23 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--every", type=int, default=50, help="checkpoint every N steps")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for both loops (0: torch default)")
     args = ap.parse_args()
     days = max(1, args.rows // 5000)
     frame = pd.concat([generate_day(dt.date(2026, 1, 1) + dt.timedelta(d), args.rows // days, 11)
                        for d in range(days)], ignore_index=True)
     params = {"hidden": [64, 32], "embedding_dim": 4, "dropout": 0.1, "batch_size": 256,
               "max_epochs": args.epochs, "patience": args.epochs + 1, "learning_rate": 3e-3,
-              "validation_fraction": 0.15, "device": args.device}
+              "validation_fraction": 0.15, "device": args.device,
+              "cpu_threads": args.threads}
     schema = example_schema()
     with tempfile.TemporaryDirectory() as tmp:
         plain = train_torch(frame, schema, params, 0, f"{tmp}/a", handle_sigterm=False)
         ckpt = train_torch(frame, schema, params, 0, f"{tmp}/b", checkpoint_uri=f"{tmp}/ckpt",
                            checkpoint_every=args.every, handle_sigterm=False)
     device = torch.device(plain["device"])
+    if device.type == "cpu":
+        torch.set_num_threads(plain["params"]["cpu_threads"] or torch.get_num_threads())  # same as ours
     ours = plain["fit_rows"] * plain["epochs_run"] / plain["timing"]["train_seconds"]
     naive = naive_loop(frame, params, args.epochs, device, 0)
     t = ckpt["timing"]

@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,21 @@ def _decode(data: bytes) -> dict[str, Any]:
     return state
 
 
+def snapshot(obj: Any) -> Any:
+    """A deep copy of a state tree with every tensor cloned to CPU (safe to write in the background)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(snapshot(v) for v in obj)
+    return obj
+
+
 @dataclass
 class Loaded:
     """A checkpoint read back: its step, where it came from and its state."""
@@ -75,6 +91,8 @@ class CheckpointStore:
         self.keep = max(2, keep)
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self.local = "file" in protocols
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[str] | None = None
 
     def _path(self, step: int) -> str:
         return f"{self.root.rstrip('/')}/ckpt-{step:010d}.pt"
@@ -87,6 +105,33 @@ class CheckpointStore:
             return []
         found = [int(m.group(1)) for n in names if (m := NAME_RE.search(str(n)))]
         return sorted(found, reverse=True)
+
+    def save_async(self, step: int, state: dict[str, Any]) -> None:
+        """Snapshot ``state`` now and write it on a background thread (one write in flight at most).
+
+        A kill during the write leaves at most a temp file or a partial object that fails its digest;
+        the previous checkpoint stays valid. Errors surface on the next save or :meth:`flush`.
+        """
+        self.flush()
+        frozen = snapshot(state)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctloop-ckpt")
+        self._pending = self._pool.submit(self.save, step, frozen)
+
+    def flush(self) -> None:
+        """Wait for the background write, if any; re-raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Flush and stop the writer thread."""
+        try:
+            self.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def save(self, step: int, state: dict[str, Any]) -> str:
         """Write the checkpoint for ``step`` atomically and prune old ones; return its path.

@@ -25,6 +25,7 @@ class TorchParams(BaseModel):
     validation_fraction: float = Field(0.15, gt=0, lt=0.9)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
+    cpu_threads: int = Field(1, ge=0, le=256)  # torch intra-op threads on CPU; 0 keeps torch's default
 
 
 def parse_torch_params(params: dict[str, Any]) -> TorchParams:

@@ -175,6 +175,9 @@ def train_torch(
     device = _device(p)
     use_amp = p.amp and device.type == "cuda"
     det_before = torch.are_deterministic_algorithms_enabled()
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu" and p.cpu_threads:
+        torch.set_num_threads(p.cpu_threads)  # small MLPs: more threads only add contention
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(seed)
 
@@ -226,7 +229,8 @@ def train_torch(
 
     ckpt_seconds = 0.0
 
-    def save() -> None:
+    def save(background: bool) -> None:
+        """Periodic checkpoints are written in the background; the last one (stop/done) synchronously."""
         nonlocal ckpt_seconds
         if store is None:
             return
@@ -235,7 +239,11 @@ def train_torch(
                  "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "best_state": best_state, "rng_cpu": torch.get_rng_state(),
                  "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
-        store.save(int(st["step"]), state)
+        if background:
+            store.save_async(int(st["step"]), state)
+        else:
+            store.flush()
+            store.save(int(st["step"]), state)
         ckpt_seconds += time.perf_counter() - t
 
     def evaluate() -> tuple[float, float]:
@@ -296,14 +304,19 @@ def train_torch(
                 bar.set(int(st["epoch"]), int(st["batch"]))
                 if on_step and on_step(int(st["step"])):
                     stop.requested = True
-                if st["done"] or stop.requested or st["step"] % checkpoint_every == 0:
-                    save()
+                if st["done"] or stop.requested:
+                    save(background=False)
+                elif st["step"] % checkpoint_every == 0:
+                    save(background=True)
                 if stop.requested and not st["done"]:
                     raise TrainingInterrupted(
                         f"training stopped at step {st['step']} (SIGTERM); checkpoint written to {run_uri}. "
                         "Run the step again to resume from it.")
     finally:
+        if store is not None:
+            store.close()
         torch.use_deterministic_algorithms(det_before)
+        torch.set_num_threads(threads_before)
 
     train_seconds = time.perf_counter() - t_train
     net.load_state_dict(best_state)
@@ -333,6 +346,7 @@ def train_torch(
         "epochs_run": int(st["epoch"]),
         "steps": int(st["step"]),
         "device": device.type,
+        "cpu_threads": p.cpu_threads if device.type == "cpu" else None,
         "amp": use_amp,
         "torch_version": torch.__version__,
         "fingerprint": fp,
