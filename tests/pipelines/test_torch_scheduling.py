@@ -12,7 +12,7 @@ import yaml
 from ctloop.config import ProjectConfig, TrainingConfig, load_config
 from pipelines.training import compile_pipeline
 from pipelines.training.pipeline import COMPILED
-from tests.conftest import make_project
+from tests.conftest import make_project, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.pipeline
@@ -103,10 +103,11 @@ def test_compiled_from_project_config(tmp_path: Path) -> None:
         return text + ("\ntraining:\n  accelerator_limit: 2\n  cpu_request: '4'\n  timeout_seconds: 7200\n"
                        "  retries: 5\n  checkpoint_pvc: my-ckpt\n")
 
-    cfg: ProjectConfig = load_config(make_project(tmp_path / "proj", days=2, rows_per_day=20, edit=edit))
-    out = compile_pipeline(tmp_path / "p.yaml", image=cfg.kfp.images.runtime, training=cfg.training,
-                           train_image=cfg.kfp.images.trainer_gpu)
-    spec, executors = _load_compiled(out)
+    path = make_project(tmp_path / "proj", days=2, rows_per_day=20, edit=edit)
+    cfg: ProjectConfig = load_config(path)
+    proc = run_cli("compile", "--out", str(tmp_path / "out"), "--config", str(path))
+    assert proc.returncode == 0, proc.stderr
+    spec, executors = _load_compiled(tmp_path / "out" / "pipeline.yaml")
     _check(spec, executors, cfg.training, cfg.kfp.images.trainer_gpu)
     _check_kind(cfg.training)
     assert spec["deploymentSpec"]["executors"]["exec-ingest"]["container"]["image"] == cfg.kfp.images.runtime
