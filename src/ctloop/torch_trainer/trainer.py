@@ -108,9 +108,11 @@ class _Progress:
         if self.bar:
             self.bar.stop()
 
-    def set(self, epoch: int, batch: int) -> None:
+    def set(self, epoch: int, batch: int, n_batches: int) -> None:
         if self.bar:
             self.bar.update(self.epochs, completed=epoch)
+            if batch == 0 and epoch > 0:  # an epoch just ended: show it complete until the next starts
+                epoch, batch = epoch - 1, n_batches
             self.bar.update(self.batches, completed=batch, description=f"epoch {epoch + 1}")
 
 
@@ -301,7 +303,7 @@ def train_torch(
                              p.max_epochs, row["train_loss"], val_loss, val_acc)
                     if on_epoch:
                         on_epoch(row)
-                bar.set(int(st["epoch"]), int(st["batch"]))
+                bar.set(int(st["epoch"]), int(st["batch"]), n_batches)
                 if on_step and on_step(int(st["step"])):
                     stop.requested = True
                 if st["done"] or stop.requested:
