@@ -21,8 +21,8 @@ def ingest(config_json: str, cutoff_date: str, dataset: Output[Dataset]) -> str:
 
 def validate(config_json: str, dataset: Input[Dataset], report: Output[Artifact], summary: Output[Markdown]):
     """Check the dataset against the schema; fails the run on errors."""
-    from ctloop.steps import validate_step
     from ctloop.reports import validation_markdown
+    from ctloop.steps import validate_step
 
     try:
         result = validate_step(config_json, dataset.path, report.path)

@@ -17,8 +17,6 @@ from ctloop.config import ProjectConfig, load_config
 from ctloop.datagen import DriftSpec, write_stream
 from ctloop.project import init_project
 
-
-
 START = dt.date(2026, 1, 1)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -1,5 +1,5 @@
 """The training pipeline: ingest → validate → split → train → evaluate ─gate→ register → deploy."""
 
-from pipelines.training.pipeline import PIPELINE_NAME, build_pipeline, compile_pipeline
+from pipelines.training.pipeline import COMPILED, PIPELINE_NAME, build_pipeline, compile_pipeline
 
-__all__ = ["PIPELINE_NAME", "build_pipeline", "compile_pipeline"]
+__all__ = ["COMPILED", "PIPELINE_NAME", "build_pipeline", "compile_pipeline"]

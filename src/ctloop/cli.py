@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from ctloop.errors import ConfigError, CtloopError
@@ -146,7 +147,7 @@ def _print_result(console: Console, result: Any) -> None:
             mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
             console.print(f"  gate {mark} {c['name']}: {c['reason']}")
     if result.error:
-        console.print(f"[red]error in step {result.error.get('step')}[/]: {result.error.get('message')}")
+        console.print(f"[red]error in step {result.error.get('step')}[/]: {escape(str(result.error.get('message')))}")
 
 
 @app.command("compile")
@@ -248,24 +249,18 @@ def manifests_render(
         _console().print(f"wrote [bold]{p}[/]")
 
 
-def main() -> None:
-    """Entry point: run the app and map typed errors to exit codes."""
-    try:
-        app(standalone_mode=False)
-    except CtloopError as exc:
-        Console(file=sys.stderr).print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
+from ctloop.cli_triggers import register as _register_triggers  # noqa: E402
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+_register_triggers(app)
+
+
+def main() -> None:
+    """Entry point: run the app and map typed errors to exit codes (usage errors exit 2)."""
+    try:
+        app()
+    except CtloopError as exc:
+        Console(file=sys.stderr).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

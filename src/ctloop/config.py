@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ctloop.errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DURATION_RE = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 
 
 def _unit_interval(value: float) -> float:
@@ -168,13 +169,43 @@ class DriftConfig(_Section):
 
 
 class TriggersConfig(_Section):
-    """Trigger policy settings."""
+    """Trigger policy settings (alerts, schedule, new-data volume, manual → at most one run per episode)."""
 
     cooldown_minutes: float = Field(60.0, ge=0)
     daily_budget: int = Field(4, ge=0)
-    schedule: str | None = None
+    schedule: str | None = Field(None, description="cron expression (UTC); fired by the watcher or a CronJob")
+    schedule_by: Literal["watcher", "cronjob"] = "watcher"
     volume_rows: int | None = Field(None, ge=1)
+    volume_check_seconds: float = Field(60.0, gt=0)
     ledger: str = "state/ledger.sqlite"
+    token_file: str = "secrets/trigger-token"
+    token_secret: str = "ctloop-trigger-token"
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    submitter: Literal["local", "kfp"] = "local"
+    prometheus: bool = Field(False, description="Prometheus evaluates the rules (embedded evaluator off)")
+    evaluation_interval: str = "15s"
+    group_wait: str = "1s"
+    group_interval: str = "1m"
+    repeat_interval: str = "4h"
+    endpoint: str = "http://127.0.0.1:8090"
+    cluster_endpoint: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"{value!r} is not a valid cron expression (e.g. '0 3 * * *')")
+        return value
+
+    @field_validator("evaluation_interval", "group_wait", "group_interval", "repeat_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus duration (e.g. 30s, 5m, 1h)")
+        return value
 
 
 class ImagesConfig(_Section):
@@ -274,6 +305,7 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         ("registry", "uri"),
         ("kfp", "pipeline_root"),
         ("triggers", "ledger"),
+        ("triggers", "token_file"),
         ("training", "checkpoint_uri"),
     ):
         sec = out.get(section)
@@ -284,6 +316,9 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     defaults = {"schema": ("path", "schema.yaml"), "registry": ("uri", "registry"),
                 "kfp": ("pipeline_root", "runs"), "triggers": ("ledger", "state/ledger.sqlite"),
                 "training": ("checkpoint_uri", "checkpoints")}
+    trig = out.setdefault("triggers", {})
+    if isinstance(trig, dict) and "token_file" not in trig:
+        trig["token_file"] = _resolve("secrets/trigger-token", base)
     for section, (key, default) in defaults.items():
         sec = out.setdefault(section, {})
         if isinstance(sec, dict) and key not in sec:

@@ -49,6 +49,14 @@ class PipelineRunError(CtloopError, RuntimeError):
     """A pipeline run failed for a reason other than bad data."""
 
 
+class TriggerError(CtloopError, RuntimeError):
+    """A trigger could not be recorded, decided or submitted."""
+
+
+class SubmitError(TriggerError):
+    """A pipeline run could not be submitted (the trigger stays in the ledger with the error)."""
+
+
 class TrainingInterrupted(ModelError):
     """Training stopped on SIGTERM after writing a checkpoint; a retry resumes from it."""
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ctloop.errors import ModelError
 
-PROFILE_FORMAT = "ctloop-profile/v1"
+PROFILE_FORMAT: Literal["ctloop-profile/v1"] = "ctloop-profile/v1"
 PROFILE_FILE = "profile.json"
 OTHER = "__other__"
 

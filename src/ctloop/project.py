@@ -88,8 +88,9 @@ def example_schema() -> Schema:
     cols: dict[str, ColumnSpec] = {}
     for name in NUMERIC:
         lo, hi = BOUNDS[name]
-        kind = "integer" if name == "num_products" else "numeric"
-        cols[name] = ColumnSpec(dtype=kind, nullable=name == "balance", min=lo, max=hi)
+        cols[name] = ColumnSpec(
+            dtype="integer" if name == "num_products" else "numeric", nullable=name == "balance", min=lo, max=hi
+        )
     for name, (values, _) in CATEGORICAL.items():
         cols[name] = ColumnSpec(dtype="categorical", categories=list(values))
     cols[TARGET] = ColumnSpec(dtype="binary")

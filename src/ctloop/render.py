@@ -16,7 +16,9 @@ Renderer = Callable[[ProjectConfig], dict[str, str]]
 
 def _renderers() -> list[Renderer]:
     """The registered renderers (imported lazily so importing this module stays cheap)."""
-    return []
+    from ctloop.triggers.rules import render_trigger_files
+
+    return [render_trigger_files]
 
 
 def render_files(cfg: ProjectConfig) -> dict[str, str]:

@@ -155,7 +155,7 @@ def run_local(
             err = tap.failures[-1] if tap.failures else {"step": None, "type": type(exc).__name__,
                                                      "exit_code": 1, "message": ANSI.sub("", str(exc))}
             result.error = err
-            result.status = {3: "data_rejected", 2: "config_error"}.get(int(err.get("exit_code", 1)), "failed")
+            result.status = {3: "data_rejected", 2: "config_error"}.get(int(err.get("exit_code") or 1), "failed")
     result.wall_seconds = round(time.perf_counter() - t0, 3)
     result.step_seconds = tap.steps
     if result.status == "succeeded":

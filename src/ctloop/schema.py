@@ -143,21 +143,21 @@ def _pandera_schema(schema: Schema):  # type: ignore[no-untyped-def]
         if spec.dtype in ("numeric", "integer", "binary"):
             checks.append(
                 pa.Check(lambda s: pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s),
-                         name="dtype_numeric", error="expected a numeric column")
+                         name="dtype_numeric", error="dtype_numeric")
             )
             if spec.dtype == "integer":
-                checks.append(pa.Check(lambda s: s.dropna() % 1 == 0, name="dtype_integer"))
+                checks.append(pa.Check(lambda s: s.dropna() % 1 == 0, name="dtype_integer", error="dtype_integer"))
             if spec.min is not None:
-                checks.append(pa.Check.ge(spec.min, name="min"))
+                checks.append(pa.Check.ge(spec.min, name="min", error="min"))
             if spec.max is not None:
-                checks.append(pa.Check.le(spec.max, name="max"))
+                checks.append(pa.Check.le(spec.max, name="max", error="max"))
             if spec.dtype == "binary":
-                checks.append(pa.Check.isin([0, 1], name="binary"))
+                checks.append(pa.Check.isin([0, 1], name="binary", error="binary"))
         else:
             checks.append(
                 pa.Check(lambda s: pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)
                          or isinstance(s.dtype, pd.CategoricalDtype),
-                         name="dtype_categorical", error="expected a string/categorical column")
+                         name="dtype_categorical", error="dtype_categorical")
             )
         columns[name] = pa.Column(checks=checks, nullable=spec.nullable, required=True)
     return pa.DataFrameSchema(columns, strict=False)
@@ -187,7 +187,9 @@ def check_frame(frame: pd.DataFrame, schema: Schema) -> list[Finding]:
             examples = [repr(v) for v in grp["failure_case"].head(3).tolist()]
             check_name = str(check).split("(")[0]
             findings.append(Finding(str(col), check_name, len(grp), examples))
-    return findings
+    # a column of the wrong type fails its range checks too: report only the type
+    wrong_type = {f.column for f in findings if f.check.startswith("dtype_")}
+    return [f for f in findings if f.column not in wrong_type or f.check.startswith("dtype_")]
 
 
 def enforce(frame: pd.DataFrame, schema: Schema, where: str) -> list[Finding]:

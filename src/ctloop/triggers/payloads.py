@@ -1,0 +1,136 @@
+"""Request bodies: the Alertmanager webhook (version 4) and ``POST /trigger``, parsed into triggers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ctloop.errors import TriggerError
+from ctloop.triggers.policy import Trigger
+
+
+class PayloadError(TriggerError, ValueError):
+    """A request body is malformed (HTTP 400 with this message)."""
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class AlertItem(_Loose):
+    """One alert of a webhook notification."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str
+    endsAt: str = ""
+    fingerprint: str = ""
+
+
+class WebhookV4(_Loose):
+    """Alertmanager webhook payload, version 4."""
+
+    version: Literal["4"]
+    groupKey: str = Field(min_length=1)
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    alerts: list[AlertItem] = Field(min_length=1)
+
+
+class TriggerRequest(BaseModel):
+    """Body of ``POST /trigger``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["manual", "schedule", "volume"] = "manual"
+    reason: str = Field("", max_length=2000)
+    key: str | None = Field(
+        None, min_length=1, max_length=200, description="idempotency key (default: derived from the request)"
+    )
+    model: str | None = None
+
+
+def _errors(exc: ValidationError, what: str) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in e["loc"]) or "<body>"
+        parts.append(f"{loc}: {e['msg']}")
+    return f"{what}: " + "; ".join(parts)
+
+
+def parse_json(body: bytes, what: str) -> Any:
+    """Decode a JSON body or raise :class:`PayloadError`."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"{what}: body is not valid JSON ({exc})") from exc
+
+
+def parse_webhook(body: bytes) -> WebhookV4:
+    """Validate an Alertmanager webhook v4 body."""
+    raw = parse_json(body, "alertmanager webhook")
+    try:
+        return WebhookV4.model_validate(raw)
+    except ValidationError as exc:
+        raise PayloadError(_errors(exc, "alertmanager webhook (version 4)")) from exc
+
+
+def parse_trigger_request(body: bytes) -> TriggerRequest:
+    """Validate a ``POST /trigger`` body (an empty body means a manual trigger)."""
+    raw = parse_json(body, "trigger request") if body.strip() else {}
+    try:
+        return TriggerRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise PayloadError(_errors(exc, "trigger request")) from exc
+
+
+def webhook_triggers(hook: WebhookV4, default_model: str) -> list[Trigger]:
+    """One trigger per model in the notification.
+
+    The episode is the group key plus the earliest ``startsAt`` of the model's alerts: Alertmanager's
+    re-sends and regroupings of the same firing alert keep both, so they get the same idempotency key;
+    an alert that resolves and fires again starts a new episode.
+    """
+    by_model: dict[str, list[AlertItem]] = {}
+    for a in hook.alerts:
+        by_model.setdefault(
+            a.labels.get("model") or hook.commonLabels.get("model") or default_model, []
+        ).append(a)
+    out = []
+    for model, alerts in sorted(by_model.items()):
+        firing = [a for a in alerts if a.status == "firing"]
+        resolved = hook.status == "resolved" or not firing
+        pick = firing or alerts
+        start = min(a.startsAt for a in pick)
+        names = sorted({a.labels.get("alertname", "?") for a in pick})
+        summary = next((a.annotations.get("summary") for a in pick if a.annotations.get("summary")), "")
+        features = sorted({f for a in pick for f in a.annotations.get("drifted_features", "").split()})
+        reason = f"alert {','.join(names)} {'resolved' if resolved else 'firing'}" + (
+            f": {summary}" if summary else ""
+        )
+        if features and not resolved:
+            reason += f" (drifted: {', '.join(features)})"
+        out.append(
+            Trigger(
+                source="alert",
+                model=model,
+                episode=f"{hook.groupKey}|{start}",
+                reason=reason,
+                resolved=resolved,
+                detail={
+                    "group_key": hook.groupKey,
+                    "receiver": hook.receiver,
+                    "alerts": len(alerts),
+                    "alertnames": names,
+                    "drifted_features": features,
+                    "starts_at": start,
+                    "fingerprints": sorted(a.fingerprint for a in pick if a.fingerprint)[:20],
+                },
+            )
+        )
+    return out

@@ -1,0 +1,268 @@
+"""The trigger service: policy + ledger + submitter, and the background loop (schedule, volume,
+embedded evaluator, run outcomes, crash recovery). The watcher owns one and mounts its routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from ctloop.config import ProjectConfig
+from ctloop.errors import ConfigError, CtloopError, SubmitError
+from ctloop.triggers.ledger import Ledger, LedgerRow, utcnow
+from ctloop.triggers.policy import Decision, Policy, Trigger
+from ctloop.triggers.rules import (
+    DETECTED_METRIC,
+    DRIFT_METRIC,
+    EmbeddedEvaluator,
+    alert_rule,
+    duration_seconds,
+)
+from ctloop.triggers.sources import next_slot, volume_trigger
+from ctloop.triggers.submitters import (
+    FINAL_STATUSES,
+    KfpSubmitter,
+    LocalSubmitter,
+    RunRequest,
+    RunUpdate,
+    Submitter,
+)
+
+log = logging.getLogger("ctloop.triggers")
+
+
+def read_token(path: str | Path) -> str:
+    """The bearer token from its file (a mounted Secret on a cluster).
+
+    Raises:
+        ConfigError: When the file is missing or empty.
+    """
+    p = Path(path)
+    try:
+        token = p.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"triggers.token_file {p}: cannot read the trigger token ({exc}); create it, e.g. "
+            f"`openssl rand -hex 32 > {p}`"
+        ) from exc
+    if not token:
+        raise ConfigError(f"triggers.token_file {p}: the token file is empty")
+    return token
+
+
+def drifted_features(registry: CollectorRegistry, model: str) -> list[str]:
+    """Features whose ``ctloop_drift_detected{model, feature}`` is set in the watcher's registry."""
+    out = set()
+    for metric in registry.collect():
+        for s in metric.samples:
+            if s.name == DETECTED_METRIC and s.labels.get("model") == model and s.value > 0:
+                out.add(s.labels.get("feature", ""))
+    return sorted(out - {""})
+
+
+def default_pipeline_file() -> Path:
+    """The compiled training pipeline shipped with ctloop."""
+    import pipelines.training
+
+    return Path(pipelines.training.__file__).with_name("pipeline.yaml")
+
+
+@dataclass
+class TriggerService:
+    """Everything the trigger endpoints and loops need.
+
+    Build one with :meth:`create` at the service's entry point and call :meth:`start`/:meth:`stop`
+    from its lifespan.
+    """
+
+    cfg: ProjectConfig
+    ledger: Ledger
+    policy: Policy
+    submitter: Submitter
+    registry: CollectorRegistry
+    clock: Callable[[], dt.datetime] = utcnow
+    drift_registry: CollectorRegistry | None = None
+    tick_seconds: float = 1.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    evaluator: EmbeddedEvaluator | None = None
+    _next_schedule: dt.datetime | None = None
+    _next_volume: dt.datetime | None = None
+    _next_eval: dt.datetime | None = None
+
+    @classmethod
+    def create(
+        cls,
+        cfg: ProjectConfig,
+        registry: CollectorRegistry,
+        submitter: Submitter | Callable[[TriggerService], Submitter] | None = None,
+        drift_registry: CollectorRegistry | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> TriggerService:
+        """Open the ledger, check the token file, and pick the submitter from ``triggers.submitter``.
+
+        Args:
+            cfg: The project config.
+            registry: Where the trigger metrics go.
+            submitter: A submitter, or a factory taking the service (default: from the config).
+            drift_registry: The watcher's registry holding ``ctloop_drift_share`` (embedded evaluator).
+            clock: Time source (tests).
+        """
+        read_token(cfg.triggers.token_file)
+        ledger = Ledger(cfg.triggers.ledger)
+        policy = Policy(cfg.triggers, ledger, {cfg.name}, registry, clock=clock)
+        svc = cls(
+            cfg,
+            ledger,
+            policy,
+            submitter=None,  # type: ignore[arg-type]
+            registry=registry,
+            clock=clock,
+            drift_registry=drift_registry,
+        )
+        if submitter is None:
+            if cfg.triggers.submitter == "kfp":
+                svc.submitter = KfpSubmitter(cfg, default_pipeline_file())
+            else:
+                svc.submitter = LocalSubmitter(cfg, svc.record_update)
+        elif callable(submitter) and not hasattr(submitter, "submit"):
+            svc.submitter = submitter(svc)
+        else:
+            svc.submitter = submitter  # type: ignore[assignment]
+        if not cfg.triggers.prometheus and drift_registry is not None:
+            reg = drift_registry
+            svc.evaluator = EmbeddedEvaluator(
+                alert_rule(cfg),
+                lambda: reg.get_sample_value(DRIFT_METRIC, {"model": cfg.name}),
+                lambda: drifted_features(reg, cfg.name),
+            )
+        return svc
+
+    # -- triggers ------------------------------------------------------------------------------
+    def handle(self, trigger: Trigger) -> Decision:
+        """Run one trigger through the policy; submit it when it fires."""
+        decision = self.policy.decide(trigger)
+        if decision.fired:
+            self._submit(self.ledger.get(decision.trigger_id))
+        return decision
+
+    def _request(self, row: LedgerRow) -> RunRequest:
+        lineage = dict(row.detail.get("lineage") or {"cause": row.source})
+        lineage["trigger_id"] = row.id
+        lineage["run_id"] = row.run_id
+        return RunRequest(row.id, str(row.run_id), lineage)
+
+    def _submit(self, row: LedgerRow) -> None:
+        req = self._request(row)
+        try:
+            update = self.submitter.submit(req)
+        except SubmitError as exc:
+            log.error("trigger #%s: %s", row.id, exc)
+            self.ledger.set_run(row.id, run_status="submit_failed", error=str(exc), now=self.clock())
+            return
+        self.record_update(req, update, only_if_pending=True)
+
+    def record_update(self, req: RunRequest, update: RunUpdate, only_if_pending: bool = False) -> None:
+        """Write a run's status/outcome to its trigger row (submitter callback)."""
+        if only_if_pending and self.ledger.get(req.trigger_id).run_status in FINAL_STATUSES:
+            return  # the run already finished (a fast local run reported before submit returned)
+        self.ledger.set_run(
+            req.trigger_id,
+            run_status=update.run_status,
+            external_id=update.external_id,
+            version=update.version,
+            error=update.error,
+            now=self.clock(),
+        )
+
+    def recover(self) -> None:
+        """After a restart: submit fired triggers whose submission never happened (idempotently) and
+        ask the submitter about runs that were in flight."""
+        for row in self.ledger.active_rows():
+            if row.run_status == "pending":
+                self._submit(row)
+            else:
+                self._poll(row)
+
+    def _poll(self, row: LedgerRow) -> None:
+        update = self.submitter.poll(self._request(row), row.external_id)
+        if update is not None and update.run_status != row.run_status:
+            self.ledger.set_run(
+                row.id,
+                run_status=update.run_status,
+                external_id=update.external_id,
+                version=update.version,
+                error=update.error,
+                now=self.clock(),
+            )
+
+    # -- background loop -------------------------------------------------------------------------
+    def tick(self) -> list[Decision]:
+        """One pass of the loop: schedule, volume, embedded evaluator, run outcomes."""
+        now = self.clock()
+        out: list[Decision] = []
+        t = self.cfg.triggers
+        if t.schedule and t.schedule_by == "watcher":
+            if self._next_schedule is None:
+                self._next_schedule = next_slot(t.schedule, now)
+            elif now >= self._next_schedule:
+                from ctloop.triggers.sources import schedule_trigger
+
+                out.append(self.handle(schedule_trigger(self.cfg, self._next_schedule)))
+                self._next_schedule = next_slot(t.schedule, now)
+        if t.volume_rows is not None and (self._next_volume is None or now >= self._next_volume):
+            self._next_volume = now + dt.timedelta(seconds=t.volume_check_seconds)
+            try:
+                trig = volume_trigger(self.cfg)
+            except CtloopError as exc:
+                log.warning("volume check failed: %s", exc)
+                trig = None
+            if trig is not None:
+                out.append(self.handle(trig))
+        if self.evaluator is not None and (self._next_eval is None or now >= self._next_eval):
+            self._next_eval = now + dt.timedelta(seconds=duration_seconds(t.evaluation_interval))
+            trig = self.evaluator.evaluate(now)
+            if trig is not None:
+                out.append(self.handle(trig))
+        for row in self.ledger.active_rows():
+            if row.run_status != "pending":
+                self._poll(row)
+        return out
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            try:
+                self.tick()
+            except Exception:  # keep the loop alive; the error is logged with its traceback
+                log.exception("trigger loop tick failed")
+
+    def start(self) -> None:
+        """Recover unfinished submissions and start the background loop."""
+        self.recover()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="ctloop-triggers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and the submitter; close the ledger."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.submitter.close()
+        self.ledger.close()
+
+    def status(self, limit: int = 50) -> dict[str, Any]:
+        """The ``GET /status`` document: policy state and the newest ledger rows."""
+        return {
+            **self.policy.status(self.cfg.name),
+            "submitter": self.submitter.name,
+            "embedded_evaluator": self.evaluator is not None,
+            "ledger": str(self.ledger.path),
+            "triggers": [r.to_dict() for r in self.ledger.rows(limit=limit)],
+        }

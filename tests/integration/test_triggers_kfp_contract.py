@@ -1,0 +1,186 @@
+"""The ``kfp`` submitter against a RECORDED CONTRACT of the KFP v2beta1 REST API (no KFP API server can
+run here): a local HTTP server replays responses shaped as recorded from KFP 2.x
+(``/apis/v2beta1/healthz``, ``experiments``, ``runs``), keeps created runs in memory, and records every
+request so the test can check what ``kfp.Client`` sent."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ctloop.config import load_config
+from ctloop.errors import SubmitError
+from ctloop.triggers.service import TriggerService, default_pipeline_file
+from ctloop.triggers.submitters import KfpSubmitter, RunRequest
+from tests.conftest import free_port
+from tests.helpers_triggers import trigger_project
+
+pytestmark = pytest.mark.integration
+
+CREATED = "2026-11-29T10:00:00Z"
+
+
+class KfpContract(BaseHTTPRequestHandler):
+    """Replays KFP v2beta1 responses (recorded shapes); state: experiments and runs created so far."""
+
+    requests: list[dict[str, Any]]
+    runs: dict[str, dict[str, Any]]
+    experiments: dict[str, dict[str, Any]]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, code: int, doc: dict[str, Any]) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _record(self, body: Any = None) -> tuple[str, dict[str, list[str]]]:
+        url = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(url.query)
+        self.requests.append({"method": self.command, "path": url.path, "query": q, "body": body})
+        return url.path, q
+
+    @staticmethod
+    def _match(items: list[dict[str, Any]], q: dict[str, list[str]]) -> list[dict[str, Any]]:
+        if "filter" not in q:
+            return items
+        flt = json.loads(q["filter"][0])
+        out = items
+        for p in flt.get("predicates", []):
+            assert p["operation"] in ("EQUALS", 1) and p["key"] == "display_name", p
+            value = p.get("stringValue", p.get("string_value"))
+            out = [i for i in out if i["display_name"] == value]
+        return out
+
+    def do_GET(self) -> None:  # noqa: N802
+        path, q = self._record()
+        if path == "/apis/v2beta1/healthz":
+            return self._send(200, {"multi_user": False})
+        if path == "/apis/v2beta1/experiments":
+            found = self._match(list(self.experiments.values()), q)
+            return self._send(200, {"experiments": found, "total_size": len(found)} if found else {})
+        if path == "/apis/v2beta1/runs":
+            found = self._match(list(self.runs.values()), q)
+            return self._send(200, {"runs": found, "total_size": len(found)} if found else {})
+        if path.startswith("/apis/v2beta1/runs/"):
+            run = self.runs.get(path.rsplit("/", 1)[-1])
+            if run is None:
+                return self._send(404, {"error": "run not found", "code": 5, "message": "run not found"})
+            return self._send(200, {**run, "state": "SUCCEEDED", "finished_at": CREATED})
+        return self._send(404, {"code": 5, "message": f"no route {path}"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        path, _q = self._record(body)
+        if path == "/apis/v2beta1/experiments":
+            exp = {
+                "experiment_id": f"exp-{len(self.experiments) + 1}",
+                "display_name": body["display_name"],
+                "created_at": CREATED,
+                "storage_state": "AVAILABLE",
+            }
+            self.experiments[exp["experiment_id"]] = exp
+            return self._send(200, exp)
+        if path == "/apis/v2beta1/runs":
+            run_id = f"0b5e{len(self.runs):04d}-aaaa-bbbb-cccc-000000000000"
+            run = {
+                "run_id": run_id,
+                "display_name": body["display_name"],
+                "experiment_id": body["experiment_id"],
+                "storage_state": "AVAILABLE",
+                "state": "PENDING",
+                "created_at": CREATED,
+                "runtime_config": body.get("runtime_config", {}),
+            }
+            self.runs[run_id] = run
+            return self._send(200, run)
+        return self._send(404, {"code": 5, "message": f"no route {path}"})
+
+
+@pytest.fixture
+def kfp_server():  # type: ignore[no-untyped-def]
+    handler = type("H", (KfpContract,), {"requests": [], "runs": {}, "experiments": {}})
+    port = free_port()
+    srv = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        yield f"http://127.0.0.1:{port}", handler
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_kfp_submitter_against_recorded_v2beta1_contract(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    host, contract = kfp_server
+    cfg = load_config(trigger_project(tmp_path / "p", submitter="kfp"))
+    cfg = cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"host": host})})
+    sub = KfpSubmitter(cfg, default_pipeline_file())
+    req = RunRequest(7, "churn-alert-0123456789ab", {"cause": "drift", "reason": "alert firing"})
+    first = sub.submit(req)
+    assert first.run_status == "submitted" and first.external_id == "0b5e0000-aaaa-bbbb-cccc-000000000000"
+    posts = [r for r in contract.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"]
+    (post,) = posts
+    body = post["body"]
+    assert body["display_name"] == req.run_id and body["experiment_id"] == "exp-1"
+    params = body["runtime_config"]["parameters"]
+    assert json.loads(params["config_json"]) == json.loads(cfg.to_json())
+    assert json.loads(params["trigger_json"]) == req.trigger and params["run_id"] == req.run_id
+    assert body["pipeline_spec"]["pipelineInfo"]["name"]
+    # the same run again (e.g. recovery after a crash): found by its name, not created twice
+    again = sub.submit(req)
+    assert again.external_id == first.external_id
+    assert (
+        len([r for r in contract.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"])
+        == 1
+    )
+    listed = [r for r in contract.requests if r["method"] == "GET" and r["path"] == "/apis/v2beta1/runs"]
+    assert json.loads(listed[-1]["query"]["filter"][0])["predicates"][0]["stringValue"] == req.run_id
+    done = sub.poll(req, first.external_id)
+    assert done is not None and done.run_status == "succeeded"
+
+
+def test_kfp_submitter_through_the_service_and_errors(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import CollectorRegistry
+
+    from ctloop.triggers.policy import Trigger
+
+    host, contract = kfp_server
+    cfg = load_config(trigger_project(tmp_path / "p", submitter="kfp"))
+    with pytest.raises(SubmitError, match="kfp.host"):
+        KfpSubmitter(cfg, default_pipeline_file())
+    cfg = cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"host": host})})
+    svc = TriggerService.create(cfg, CollectorRegistry())
+    try:
+        assert svc.submitter.name == "kfp"
+        d = svc.handle(Trigger("manual", "churn", episode="e1", reason="kfp please"))
+        row = svc.ledger.get(d.trigger_id)
+        assert row.run_status == "submitted" and row.external_id in contract.runs
+        svc.tick()
+        assert svc.ledger.get(d.trigger_id).run_status == "succeeded"
+    finally:
+        svc.stop()
+    # an unreachable KFP: the trigger stays in the ledger as submit_failed with the error
+    dead = cfg.model_copy(
+        update={
+            "kfp": cfg.kfp.model_copy(update={"host": f"http://127.0.0.1:{free_port()}"}),
+            "triggers": cfg.triggers.model_copy(update={"ledger": str(tmp_path / "l2.sqlite")}),
+        }
+    )
+    svc2 = TriggerService.create(dead, CollectorRegistry())
+    try:
+        d = svc2.handle(Trigger("manual", "churn", episode="e2", reason="kfp down"))
+        row = svc2.ledger.get(d.trigger_id)
+        assert row.run_status == "submit_failed" and "cannot" in row.detail["error"]
+    finally:
+        svc2.stop()
