@@ -157,13 +157,12 @@ def compile_cmd(
 ) -> None:
     """Compile the training pipeline to KFP IR YAML."""
     from components import DEFAULT_IMAGE
-    from ctloop.config import ImagesConfig
     from pipelines.training import compile_pipeline
 
     cfg = _load(config) if config else None
     image = cfg.kfp.images.runtime if cfg else DEFAULT_IMAGE
     path = compile_pipeline(out / "pipeline.yaml", image=image, training=cfg.training if cfg else None,
-                            train_image=(cfg.kfp.images if cfg else ImagesConfig()).trainer_gpu)
+                            train_image=cfg.kfp.images.trainer_gpu if cfg else None)
     _console().print(f"compiled [bold]{path}[/]")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components import DEFAULT_IMAGE
 from ctloop.config import ProjectConfig, TrainingConfig, load_config
 from pipelines.training import compile_pipeline
 from pipelines.training.pipeline import COMPILED
@@ -95,7 +96,7 @@ def test_kind_config_matches_default_training_config() -> None:
 
 def test_committed_compiled_pipeline_carries_scheduling() -> None:
     spec, executors = _load_compiled(COMPILED)
-    _check(spec, executors, TrainingConfig(), "ghcr.io/ctloop/ctloop-trainer-gpu:0.1.0")
+    _check(spec, executors, TrainingConfig(), DEFAULT_IMAGE)
 
 
 def test_compiled_from_project_config(tmp_path: Path) -> None:
