@@ -72,7 +72,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE, training: TrainingConfig | None =
     ) -> dsl.Artifact:
         ing = c.ingest(config_json=config_json, cutoff_date=cutoff_date).set_display_name("ingest")
         val = c.validate(config_json=config_json, dataset=ing.outputs["dataset"]).set_display_name("validate")
-        spl = c.split(config_json=config_json, dataset=ing.outputs["dataset"]).after(val)
+        gate = c.validate_gate(config_json=config_json, report=val.outputs["report"])
+        gate.set_display_name("validate-gate")
+        spl = c.split(config_json=config_json, dataset=ing.outputs["dataset"]).after(gate)
         spl.set_display_name("split")
         tr = c.train(config_json=config_json, train=spl.outputs["train"]).set_display_name("train")
         schedule_train(tr, train_cfg)

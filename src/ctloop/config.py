@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ctloop.errors import ConfigError
 
@@ -61,8 +69,49 @@ class SchemaConfig(_Section):
     path: str = "schema.yaml"
 
 
+class Limit(_Section):
+    """A warn / error pair: a value above ``warn`` is a warning, above ``error`` stops the run.
+
+    ``null`` switches that level off.
+    """
+
+    warn: NonNegFloat | None = None
+    error: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limit:
+        if self.warn is not None and self.error is not None and self.warn > self.error:
+            raise ValueError(f"warn {self.warn} is greater than error {self.error}")
+        return self
+
+
 class ValidationConfig(_Section):
-    """Data validation thresholds (checks against the champion's reference profile)."""
+    """Data validation thresholds (schema checks and checks against the champion's reference profile).
+
+    Shares are fractions of the batch's rows (0..1); increases are absolute (batch minus reference).
+    """
+
+    min_rows: int = Field(100, ge=1, description="fewer rows than this stop the run")
+    schema_violation_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.0, error=0.0),
+        description="rows outside the schema's range or categorical domain, per column")
+    missing_share_increase: Limit = Field(
+        default_factory=lambda: Limit(warn=0.02, error=0.10),
+        description="missing share of a feature, batch minus champion reference")
+    unseen_category_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.05),
+        description="share of a categorical feature's values the champion never saw (beyond its OTHER share)")
+    out_of_range_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.10),
+        description="share of a numeric feature's values outside the champion's [min, max]")
+    psi: Limit = Field(
+        default_factory=lambda: Limit(warn=0.2, error=None),
+        description="population stability index per feature against the champion (drift is a reason "
+                    "to retrain, so it only warns by default)")
+    duplicate_share_increase: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.05),
+        description="share of duplicated rows, batch minus champion reference (or minus 0)")
+    bins: int = Field(10, ge=2, le=100, description="histogram bins for the report without a champion")
 
 
 class TolerationConfig(_Section):
@@ -132,11 +181,46 @@ class MetricBounds(_Section):
         return [(k, v) for k, v in self.model_dump().items() if v is not None]
 
 
+MetricName = Literal["roc_auc", "accuracy", "log_loss"]
+
+
+class BeatChampionConfig(_Section):
+    """"Must beat the champion by at least delta" on the holdout and on the recent slice.
+
+    The improvement is ``challenger - champion`` for roc_auc/accuracy and ``champion - challenger``
+    for log_loss (lower is better). A negative delta tolerates a small regression; ``null`` turns that
+    comparison off. Both models are evaluated on the same rows in the same evaluate step.
+    """
+
+    metric: MetricName = "roc_auc"
+    holdout_delta: float | None = Field(0.0, ge=-1.0, le=1.0)
+    recent_delta: float | None = Field(0.0, ge=-1.0, le=1.0)
+
+
+class SliceMinimum(_Section):
+    """A minimum metric on every value (slice) of a categorical column of the holdout."""
+
+    column: str
+    metric: Literal["roc_auc", "accuracy"] = "roc_auc"
+    min: UnitFloat
+    min_rows: int = Field(30, ge=1, description="slices with fewer holdout rows are skipped (noted)")
+
+
+class InfraCheckConfig(_Section):
+    """Load the saved artifact with the model server's loader and predict a sample (InfraValidator)."""
+
+    enabled: bool = True
+    sample_rows: int = Field(32, ge=1, le=10_000)
+
+
 class GateConfig(_Section):
-    """Evaluation gate: absolute bounds on holdout metrics."""
+    """Evaluation gate: absolute bounds, beat-the-champion deltas, per-slice minimums, infra check."""
 
     min_metric: MetricBounds = Field(default_factory=lambda: MetricBounds(roc_auc=0.6))
     max_metric: MetricBounds = Field(default_factory=MetricBounds)
+    beat_champion: BeatChampionConfig | None = Field(default_factory=lambda: BeatChampionConfig.model_validate({}))
+    slices: list[SliceMinimum] = Field(default_factory=list)
+    infra: InfraCheckConfig = Field(default_factory=lambda: InfraCheckConfig.model_validate({}))
 
 
 class RegistryConfig(_Section):
@@ -145,8 +229,28 @@ class RegistryConfig(_Section):
     uri: str = "registry"
 
 
+class ResourcesConfig(_Section):
+    """Kubernetes resource requests and limits of the model server container."""
+
+    cpu_request: str = "500m"
+    memory_request: str = "512Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+
+
+class PayloadLoggerConfig(_Section):
+    """Payload events (KServe logger format) sent to the drift watcher."""
+
+    url: str | None = Field(None, description="Sink URL (the watcher's /events); None disables events")
+    batch_size: int = Field(64, ge=1, le=10_000)
+    flush_seconds: float = Field(0.2, gt=0, le=60)
+    queue_size: int = Field(10_000, ge=1)
+    timeout_seconds: float = Field(2.0, gt=0, le=60)
+    source: str = "ctloop-serving"
+
+
 class ServingConfig(_Section):
-    """Model server settings."""
+    """Model server settings (local server and the rendered InferenceService)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -155,6 +259,21 @@ class ServingConfig(_Section):
     min_replicas: int = Field(0, ge=0)
     max_replicas: int = Field(3, ge=1)
     canary_traffic_percent: int = Field(100, ge=0, le=100)
+    enable_grpc: bool = False
+    grpc_port: int = Field(8081, ge=1, le=65535)
+    request_logging: bool = False
+    threshold: UnitFloat = 0.5
+    logger: PayloadLoggerConfig = Field(default_factory=PayloadLoggerConfig)
+    namespace: str = "ctloop"
+    component: str = "predictor"
+    scale_metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
+    scale_target: int = Field(10, ge=1)
+    storage_uri_prefix: str | None = Field(
+        None, description="Cluster URI of registry.uri (e.g. s3://bucket/registry); None uses registry.uri")
+    watcher_url: str = "http://ctloop-watcher.ctloop.svc.cluster.local/events"
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "cpu"})
+    config_map: str = "ctloop-config"
 
 
 class DriftConfig(_Section):

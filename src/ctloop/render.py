@@ -16,9 +16,10 @@ Renderer = Callable[[ProjectConfig], dict[str, str]]
 
 def _renderers() -> list[Renderer]:
     """The registered renderers (imported lazily so importing this module stays cheap)."""
+    from ctloop.serving.isvc import render_inferenceservice
     from ctloop.triggers.rules import render_trigger_files
 
-    return [render_trigger_files]
+    return [render_inferenceservice, render_trigger_files]
 
 
 def render_files(cfg: ProjectConfig) -> dict[str, str]:

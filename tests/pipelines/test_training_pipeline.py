@@ -35,8 +35,8 @@ def test_pipeline_registers_a_champion(project: Path) -> None:
     assert len(champ.metadata["data"]["content_hash"]) == 64
     assert champ.metadata["data"]["rows"] == 3000
     done = [t for t, s in events if s == "succeeded"]
-    assert done == ["ingest", "validate", "split", "train", "evaluate", "register", "deploy"]
-    assert set(result.step_seconds) == set(done)
+    assert done == ["ingest", "validate", "validate-gate", "split", "train", "evaluate", "register", "deploy"]
+    assert {s.replace("_", "-") for s in result.step_seconds} == set(done)
 
 
 def test_gate_rejects_and_registry_unchanged(tmp_path: Path) -> None:
@@ -60,6 +60,7 @@ def test_bad_data_is_rejected_with_exit_3(tmp_path: Path) -> None:
     result = run_local(cfg)
     assert result.status == "data_rejected" and result.exit_code == 3
     assert result.error["step"] == "ingest"
+    assert "missing partitions" in result.error["message"]
     assert "missing partitions for 2026-01-05" in result.error["message"]
     assert tree_bytes(Path(cfg.registry.uri)) == before
 

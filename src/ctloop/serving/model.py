@@ -1,0 +1,149 @@
+"""The ``kserve.Model`` serving a ctloop model, with atomic hot-swap guarded by a smoke prediction."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctloop.errors import ModelError
+from ctloop.model import LoadedModel, load_model
+from ctloop.serving._kserve import import_kserve
+from ctloop.serving.decode import frame_from_v1, frame_from_v2
+from ctloop.serving.metrics import ServingMetrics
+
+import_kserve()
+
+from kserve import InferOutput, InferRequest, InferResponse, Model  # noqa: E402
+from kserve.errors import InvalidInput  # noqa: E402
+
+log = logging.getLogger("ctloop.serving")
+
+
+@dataclass(frozen=True)
+class Served:
+    """What is being served: the loaded model, its registry version (or None) and where it came from."""
+
+    model: LoadedModel
+    version: int | None
+    source: str
+
+
+def smoke_frame(model: LoadedModel, model_dir: str | Path) -> pd.DataFrame:
+    """A few plausible rows built from the model folder's ``profile.json`` (or neutral values)."""
+    from ctloop.profile import PROFILE_FILE, Profile
+
+    path = Path(model_dir) / PROFILE_FILE
+    prof = Profile.load(path) if path.is_file() else None
+    data: dict[str, list[Any]] = {}
+    for c in model.numeric_features:
+        n = prof.numeric.get(c) if prof else None
+        lo = n.min if n and n.min is not None else 0.0
+        hi = n.max if n and n.max is not None else lo
+        data[c] = [lo, (lo + hi) / 2, hi]
+    for c in model.categorical_features:
+        k = prof.categorical.get(c) if prof else None
+        vocab = list(k.vocabulary) if k and k.vocabulary else ["__missing__"]
+        data[c] = [vocab[0], vocab[-1], None]
+    return pd.DataFrame(data)
+
+
+def load_checked(model_dir: str | Path) -> LoadedModel:
+    """Load a model folder and run a smoke prediction; raise :class:`ModelError` if either fails."""
+    model = load_model(model_dir)
+    try:
+        frame = smoke_frame(model, model_dir)
+        proba = np.asarray(model.predict_proba(frame), dtype="float64")
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"{model_dir}: smoke prediction failed ({type(exc).__name__}: {exc}); "
+                         "the model was not swapped in") from exc
+    if proba.shape != (len(frame),) or not np.all(np.isfinite(proba)) or proba.min() < 0 or proba.max() > 1:
+        raise ModelError(f"{model_dir}: smoke prediction returned {proba!r}, not one probability per row")
+    return model
+
+
+class CtloopModel(Model):
+    """Serves one ctloop model over V1 and V2; :meth:`swap` replaces it atomically."""
+
+    def __init__(self, name: str, metrics: ServingMetrics, threshold: float = 0.5) -> None:
+        super().__init__(name)
+        self.metrics = metrics
+        self.threshold = threshold
+        self._served: Served | None = None
+        self._swap_lock = threading.Lock()
+
+    @property
+    def served(self) -> Served:
+        """The current model (raises if none is loaded yet)."""
+        if self._served is None:
+            raise ModelError(f"model {self.name!r}: nothing loaded")
+        return self._served
+
+    def swap(self, model_dir: str | Path, version: int | None) -> bool:
+        """Load ``model_dir`` beside the current model, smoke-test it, then swap it in.
+
+        Returns:
+            True when swapped; False when the candidate was refused (the old model keeps serving,
+            the failure is logged and counted).
+        """
+        with self._swap_lock:
+            try:
+                candidate = load_checked(model_dir)
+            except Exception as exc:  # any failure refuses the candidate
+                self.metrics.swap_failures.inc()
+                log.error("refused model version %s from %s: %s (still serving version %s)", version,
+                          model_dir, exc, self._served.version if self._served else None)
+                return False
+            old = self._served
+            self._served = Served(candidate, version, str(model_dir))  # one reference assignment: atomic
+            self.metrics.model_version.set(version or 0)
+            self.metrics.swaps.inc()
+            self.ready = True
+            log.info("serving model %r version %s (was %s)", self.name, version, old.version if old else None)
+            return True
+
+    def load(self) -> bool:
+        """Ready once a model has been swapped in."""
+        self.ready = self._served is not None
+        return self.ready
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 input metadata: one named input per feature."""
+        m = self.served.model
+        return ([{"name": f, "datatype": "FP64", "shape": [-1]} for f in m.numeric_features]
+                + [{"name": f, "datatype": "BYTES", "shape": [-1]} for f in m.categorical_features])
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        """V2 output metadata: probability of class 1 and the label."""
+        return [{"name": "probability", "datatype": "FP64", "shape": [-1]},
+                {"name": "label", "datatype": "INT64", "shape": [-1]}]
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
+        """Predict with the model current at the start of the request (a swap never splits a request)."""
+        served = self.served
+        m = served.model
+        if isinstance(payload, InferRequest):
+            frame = frame_from_v2(payload, m.numeric_features, m.categorical_features)
+        else:
+            frame = frame_from_v1(payload, m.numeric_features, m.categorical_features)
+        try:
+            proba = np.asarray(m.predict_proba(frame), dtype="float64")
+        except (ValueError, TypeError, ModelError) as exc:
+            raise InvalidInput(f"instances: cannot predict on this input ({exc})") from exc
+        labels = (proba >= self.threshold).astype("int64")
+        version = None if served.version is None else str(served.version)
+        if isinstance(payload, InferRequest):
+            n = len(proba)
+            return InferResponse(
+                response_id=payload.id or uuid.uuid4().hex, model_name=self.name, model_version=version,
+                infer_outputs=[InferOutput("probability", [n], "FP64", proba.tolist()),
+                               InferOutput("label", [n], "INT64", labels.tolist())])
+        return {"predictions": proba.tolist(), "labels": labels.tolist(), "model_version": version}
