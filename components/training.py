@@ -47,11 +47,14 @@ def split(config_json: str, dataset: Input[Dataset], train: Output[Dataset], tes
     recent.metadata["rows"] = info["recent_rows"]
 
 
-def train(config_json: str, train: Input[Dataset], model: Output[Model]):
-    """Fit the configured trainer; the model folder carries its transforms."""
+def train(config_json: str, train: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
+    """Fit the configured trainer; the model folder carries its transforms. Per-epoch metrics (torch)."""
     from ctloop.steps import train_step
 
-    model.metadata.update(train_step(config_json, train.path, model.path))
+    info = train_step(config_json, train.path, model.path)
+    for name, value in info.pop("metrics", {}).items():
+        metrics.log_metric(name, value)
+    model.metadata.update(info)
 
 
 def evaluate(config_json: str, model: Input[Model], test: Input[Dataset], recent: Input[Dataset],

@@ -167,8 +167,10 @@ def compile_cmd(
     from components import DEFAULT_IMAGE
     from pipelines.training import compile_pipeline
 
-    image = _load(config).kfp.images.runtime if config else DEFAULT_IMAGE
-    path = compile_pipeline(out / "pipeline.yaml", image=image)
+    cfg = _load(config) if config else None
+    image = cfg.kfp.images.runtime if cfg else DEFAULT_IMAGE
+    path = compile_pipeline(out / "pipeline.yaml", image=image, training=cfg.training if cfg else None,
+                            train_image=cfg.kfp.images.trainer_gpu if cfg else None)
     _console().print(f"compiled [bold]{path}[/]")
 
 

@@ -114,8 +114,51 @@ class ValidationConfig(_Section):
     bins: int = Field(10, ge=2, le=100, description="histogram bins for the report without a champion")
 
 
+class TolerationConfig(_Section):
+    """One Kubernetes toleration (matches a node taint)."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
+
+
 class TrainingConfig(_Section):
-    """Where and how the train step runs on a cluster (GPU spot pool, checkpoints)."""
+    """Where and how the train step runs on a cluster (GPU spot pool, checkpoints).
+
+    The node selector and tolerations must match the ``gpu-spot`` node in ``kind-config.yaml``
+    (a test proves it). ``accelerator_limit: 0`` trains on CPU nodes (no selector, no toleration).
+    """
+
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_limit: int = Field(default=1, ge=0, le=16)
+    cpu_request: str = "2"
+    memory_request: str = "8Gi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = "16Gi"
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "gpu-spot"})
+    tolerations: list[TolerationConfig] = Field(
+        default_factory=lambda: [TolerationConfig(key="ctloop.io/spot", operator="Equal", value="true",
+                                                  effect="NoSchedule")])
+    checkpoint_pvc: str | None = "ctloop-checkpoints"
+    checkpoint_mount_path: str = "/mnt/checkpoints"
+    checkpoint_uri: str = Field(default="checkpoints", min_length=1,
+                                description="fsspec URI or path for torch checkpoints (on a cluster: a "
+                                "folder under checkpoint_mount_path, or s3://...)")
+    checkpoint_every_steps: int = Field(default=50, ge=1)
+    checkpoint_keep: int = Field(default=3, ge=2)
+    timeout_seconds: int = Field(default=6 * 3600, ge=60)
+    retries: int = Field(default=3, ge=0, le=20)
+    backoff_seconds: int = Field(default=60, ge=0)
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    backoff_max_seconds: int = Field(default=3600, ge=0)
+
+    @field_validator("checkpoint_mount_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path inside the container")
+        return value
 
 
 class ModelConfig(_Section):
@@ -466,6 +509,7 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         ("kfp", "pipeline_root"),
         ("triggers", "ledger"),
         ("triggers", "token_file"),
+        ("training", "checkpoint_uri"),
     ):
         sec = out.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(key), str):
@@ -473,7 +517,8 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(out.get("schema"), str):
         out["schema"] = {"path": _resolve(out["schema"], base)}
     defaults = {"schema": ("path", "schema.yaml"), "registry": ("uri", "registry"),
-                "kfp": ("pipeline_root", "runs"), "triggers": ("ledger", "state/ledger.sqlite")}
+                "kfp": ("pipeline_root", "runs"), "triggers": ("ledger", "state/ledger.sqlite"),
+                "training": ("checkpoint_uri", "checkpoints")}
     trig = out.setdefault("triggers", {})
     if isinstance(trig, dict) and "token_file" not in trig:
         trig["token_file"] = _resolve("secrets/trigger-token", base)

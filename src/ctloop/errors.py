@@ -65,3 +65,7 @@ class DriftError(CtloopError, RuntimeError):
 
 class EventError(CtloopError, ValueError):
     """A payload event is malformed (bad CloudEvent, unknown body layout, wrong types)."""
+class TrainingInterrupted(ModelError):
+    """Training stopped on SIGTERM after writing a checkpoint; a retry resumes from it."""
+
+    exit_code = 143

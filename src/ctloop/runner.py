@@ -138,11 +138,12 @@ def run_local(
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{run_id}.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    pipeline = build_pipeline(cfg.kfp.images.runtime)
+    pipeline = build_pipeline(cfg.kfp.images.runtime, training=cfg.training)  # kfp.local ignores scheduling
     reg = Registry(cfg.registry.uri, cfg.name)
     result = RunResult(run_id=run_id, status="failed", log_path=str(log_path))
     t0 = time.perf_counter()
     warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")  # GPU/limits
     with open(log_path, "w") as log:
         tap = _LogTap(log, on_event)
         try:

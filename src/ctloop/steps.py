@@ -172,8 +172,21 @@ def train_step(config_json: str | ProjectConfig, train_path: str, model_dir: str
     cfg = _cfg(config_json)
     schema = load_schema(cfg.schema_.path)
     manifest = train_model(cfg.model.trainer, _read(train_path, "train split"), schema, cfg.model.params,
-                           cfg.model.seed, model_dir)
-    return _timed({"trainer": manifest["trainer"], "train_rows": manifest["train_rows"]}, t0)
+                           cfg.model.seed, model_dir, training=cfg.training, progress=True)
+    info: dict[str, Any] = {"trainer": manifest["trainer"], "train_rows": manifest["train_rows"]}
+    if manifest.get("history"):  # torch: per-epoch metrics for the KFP Metrics artifact
+        info["metrics"] = epoch_metrics(manifest)
+    return _timed(info, t0)
+
+
+def epoch_metrics(manifest: dict[str, Any]) -> dict[str, float]:
+    """Flatten a torch manifest's per-epoch history into scalar KFP metrics."""
+    out: dict[str, float] = {"best_epoch": float(manifest["best_epoch"]),
+                             "best_val_loss": float(manifest["best_val_loss"])}
+    for row in manifest["history"]:
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            out[f"epoch_{int(row['epoch']):03d}_{key}"] = float(row[key])
+    return out
 
 
 @reports_errors

@@ -50,7 +50,7 @@ def test_components_chain(project: Path, tmp_path: Path) -> None:
     c.split.python_func(config_json=cj, dataset=ds, train=tr, test=te, recent=rc)
     assert tr.metadata["rows"] + te.metadata["rows"] == 3000 and 0 < rc.metadata["rows"] < te.metadata["rows"]
     model = art(tmp_path, "model")
-    c.train.python_func(config_json=cj, train=tr, model=model)
+    c.train.python_func(config_json=cj, train=tr, model=model, metrics=art(tmp_path, "train-metrics"))
     assert (Path(model.path) / "model.json").exists()
     metrics, decision, md = art(tmp_path, "metrics"), art(tmp_path, "decision"), art(tmp_path, "md")
     passed = c.evaluate.python_func(config_json=cj, model=model, test=te, recent=rc, metrics=metrics,

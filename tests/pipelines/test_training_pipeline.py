@@ -68,7 +68,7 @@ def test_bad_data_is_rejected_with_exit_3(tmp_path: Path) -> None:
 def test_compiled_yaml_matches_committed(tmp_path: Path) -> None:
     out = compile_pipeline(tmp_path / "pipeline.yaml")
     assert out.read_text() == COMPILED.read_text(), "run `ctloop compile` and commit pipelines/training/pipeline.yaml"
-    spec = yaml.safe_load(out.read_text())
+    spec = next(yaml.safe_load_all(out.read_text()))  # 2nd document: the Kubernetes platform spec
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"config_json", "trigger_json", "run_id",
                                                                     "cutoff_date"}
     dag = spec["root"]["dag"]["tasks"]
