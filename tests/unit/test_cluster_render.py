@@ -26,7 +26,8 @@ def test_kustomization_lists_files_other_renderers_add() -> None:
         files = render.render_files(config())
     resources = yaml.safe_load(files["base/kustomization.yaml"])["resources"]
     assert "extra.yaml" in resources and "extra.yml" not in " ".join(resources)
-    assert "overlays/production/model-deploy.yaml" not in files  # no InferenceService rendered
+    # the overlay's model patch exists exactly when an InferenceService is rendered
+    assert ("overlays/production/model-deploy.yaml" in files) == ("base/inferenceservice.yaml" in files)
 
 
 def test_a_renderer_may_not_write_a_kustomization() -> None:
