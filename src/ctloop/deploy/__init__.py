@@ -40,14 +40,17 @@ def deploy_version(cfg: ProjectConfig, version: int, run_id: str) -> dict[str, A
     reg = Registry(cfg.registry.uri, cfg.name)
     reason = f"gate passed in run {run_id}"
     mv = reg.get(version)
+    # versions registered by the pipeline name the champion their gate compared against
     parent = mv.metadata.get("parent")
-    if reg.alias("champion") != parent:
+    checked = "parent" in mv.metadata
+    current = reg.alias("champion")
+    if checked and current not in (parent, version):
         # the gate compared against a champion that has since changed: keep the version, don't deliver
-        why = f"champion moved from {parent} to {reg.alias('champion')} since the gate ran"
+        why = f"champion is v{current}, not v{parent} as the gate compared against; not delivered"
         print(f"deploy: v{version} not promoted: {why}", flush=True)
         return {"version": version, "promoted": False, "reason": why, "mode": cfg.deploy.mode}
     if cfg.deploy.mode == "local":
-        return {**_promote(reg, version, reason, parent), "mode": "local"}
+        return {**_promote(reg, version, reason, parent if checked else current), "mode": "local"}
     facts = lineage(cfg, version, run_id, mv.metadata)
     uri = storage_uri(cfg, version)
     details: dict[str, Any]
@@ -59,12 +62,14 @@ def deploy_version(cfg: ProjectConfig, version: int, run_id: str) -> dict[str, A
         from ctloop.deploy.kubernetes import deploy_kubernetes
 
         details = deploy_kubernetes(cfg, uri, facts)
-    promoted = _promote(reg, version, f"{reason} ({cfg.deploy.mode})", parent)
+    promoted = _promote(reg, version, f"{reason} ({cfg.deploy.mode})", parent if checked else current)
     return {**promoted, "mode": cfg.deploy.mode, "storage_uri": uri, **details}
 
 
 def _promote(reg: Registry, version: int, reason: str, parent: int | None) -> dict[str, Any]:
     """Compare-and-swap promotion against the champion the gate compared with."""
+    if reg.alias("champion") == version:
+        return {"version": version, "previous": reg.alias("previous"), "promoted": True}
     try:
         previous = reg.promote(version, reason=reason, expected_champion=parent)
     except VersionNotFoundError:
