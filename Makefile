@@ -24,6 +24,7 @@ test: install
 demo: install
 	# the closed loop on this machine: drift → alert → retrain → gate → promote → hot-swap
 	# (real Prometheus + Alertmanager where installed, else the watcher's embedded evaluator)
+	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/ctloop demo --out $(DEMO_DIR)
 	$(VENV)/bin/ctloop registry champion --config $(DEMO_DIR)/ctloop.yaml
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 DEFAULT_IMAGE = "ghcr.io/ctloop/ctloop-runtime:0.1.0"
 
@@ -19,16 +19,22 @@ def ingest(config_json: str, cutoff_date: str, dataset: Output[Dataset]) -> str:
     return info["content_hash"]
 
 
-def validate(config_json: str, dataset: Input[Dataset], report: Output[Artifact], summary: Output[Markdown]):
-    """Check the dataset against the schema; fails the run on errors."""
-    from ctloop.reports import validation_markdown
+def validate(config_json: str, dataset: Input[Dataset], report: Output[Artifact], report_html: Output[HTML],
+             summary: Output[Markdown]) -> bool:
+    """Check the dataset against the schema and the champion's profile; publish the JSON / HTML /
+    Markdown reports whatever the outcome (``validate_gate`` stops the run on errors)."""
     from ctloop.steps import validate_step
 
-    try:
-        result = validate_step(config_json, dataset.path, report.path)
-    finally:
-        validation_markdown(report.path, summary.path)
-    report.metadata["passed"] = result["passed"]
+    result = validate_step(config_json, dataset.path, report.path, report_html.path, summary.path, fail=False)
+    report.metadata.update({"passed": result["passed"], "rows": result["rows"]})
+    return bool(result["passed"])
+
+
+def validate_gate(config_json: str, report: Input[Artifact]):
+    """Fail the run (exit code 3 under ``ctloop run``) when the validation report did not pass."""
+    from ctloop.steps import validate_gate_step
+
+    validate_gate_step(config_json, report.path)
 
 
 def split(config_json: str, dataset: Input[Dataset], train: Output[Dataset], test: Output[Dataset],
@@ -41,25 +47,30 @@ def split(config_json: str, dataset: Input[Dataset], train: Output[Dataset], tes
     recent.metadata["rows"] = info["recent_rows"]
 
 
-def train(config_json: str, train: Input[Dataset], model: Output[Model]):
-    """Fit the configured trainer; the model folder carries its transforms."""
+def train(config_json: str, train: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
+    """Fit the configured trainer; the model folder carries its transforms. Per-epoch metrics (torch)."""
     from ctloop.steps import train_step
 
-    model.metadata.update(train_step(config_json, train.path, model.path))
+    info = train_step(config_json, train.path, model.path)
+    for name, value in info.pop("metrics", {}).items():
+        metrics.log_metric(name, value)
+    model.metadata.update(info)
 
 
 def evaluate(config_json: str, model: Input[Model], test: Input[Dataset], recent: Input[Dataset],
              metrics: Output[Metrics], decision: Output[Artifact],
              summary: Output[Markdown]) -> bool:
-    """Evaluate and apply the gate; the decision is written whether it passes or not."""
+    """Evaluate challenger and champion on the same data and apply the gate; the decision record
+    (JSON artifact, KFP metrics, Markdown) is written whether it passes or not."""
     from ctloop.steps import evaluate_step
 
     record = evaluate_step(config_json, model.path, test.path, recent.path, decision.path)
-    for name, value in record["metrics"].items():
+    for name, value in record["kfp_metrics"].items():
         metrics.log_metric(name, value)
     with open(summary.path, "w") as fh:
         fh.write(record["markdown"])
     decision.metadata["passed"] = bool(record["passed"])
+    decision.metadata["failed_checks"] = [c["name"] for c in record["checks"] if not c["passed"]]
     return bool(record["passed"])
 
 
@@ -90,6 +101,7 @@ class Components:
 
     ingest: Any
     validate: Any
+    validate_gate: Any
     split: Any
     train: Any
     evaluate: Any
@@ -103,4 +115,5 @@ def build_components(image: str = DEFAULT_IMAGE) -> Components:
     def make(fn):  # type: ignore[no-untyped-def]
         return dsl.component(fn, base_image=image, install_kfp_package=False)
 
-    return Components(*(make(f) for f in (ingest, validate, split, train, evaluate, register, deploy)))
+    fns = (ingest, validate, validate_gate, split, train, evaluate, register, deploy)
+    return Components(*(make(f) for f in fns))

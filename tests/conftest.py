@@ -17,6 +17,9 @@ from ctloop.config import ProjectConfig, load_config
 from ctloop.datagen import DriftSpec, write_stream
 from ctloop.project import init_project
 
+# Small test models train far faster single-threaded, and KFP's subprocess steps inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 START = dt.date(2026, 1, 1)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

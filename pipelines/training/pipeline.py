@@ -1,27 +1,70 @@
 """The training pipeline DAG. Parameters carry the whole config, so a cluster run needs no local file."""
 
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 
 from components import DEFAULT_IMAGE, build_components
+from components import training as training_components
+from ctloop.config import TrainingConfig
 
 PIPELINE_NAME = "ctloop-training"
 COMPILED = Path(__file__).with_name("pipeline.yaml")
 
 
-def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
-    """Build the pipeline function for a runtime image (``kfp.images.runtime`` in the config)."""
+def schedule_train(task: Any, training: TrainingConfig) -> Any:
+    """Put the train task on the GPU spot pool, as ``training`` says (only this task gets these).
+
+    GPU accelerator + limit, CPU/memory requests and limits, the spot pool's node selector and taint
+    toleration (none when ``accelerator_limit`` is 0), the checkpoint PVC, a timeout, and retries with
+    backoff so a preempted pod is retried and resumes from its checkpoint.
+    """
+    t = training
+    task.set_cpu_request(t.cpu_request).set_memory_request(t.memory_request)
+    if t.cpu_limit:
+        task.set_cpu_limit(t.cpu_limit)
+    if t.memory_limit:
+        task.set_memory_limit(t.memory_limit)
+    if t.accelerator_limit > 0:
+        task.set_accelerator_type(t.accelerator_type).set_accelerator_limit(t.accelerator_limit)
+        for key, value in sorted(t.node_selector.items()):
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for tol in t.tolerations:
+            kubernetes.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value,
+                                      effect=tol.effect)
+    if t.checkpoint_pvc:
+        kubernetes.mount_pvc(task, pvc_name=t.checkpoint_pvc, mount_path=t.checkpoint_mount_path)
+    kubernetes.set_timeout(task, t.timeout_seconds)
+    if t.retries:
+        task.set_retry(num_retries=t.retries, backoff_duration=f"{t.backoff_seconds}s",
+                       backoff_factor=t.backoff_factor, backoff_max_duration=f"{t.backoff_max_seconds}s")
+    return task
+
+
+def build_pipeline(image: str = DEFAULT_IMAGE, training: TrainingConfig | None = None,
+                   train_image: str | None = None) -> Any:
+    """Build the pipeline function.
+
+    Args:
+        image: Runtime image of every step (``kfp.images.runtime``).
+        training: Where the train step runs (``training`` in the config; defaults when ``None``).
+        train_image: Image of the train step (``kfp.images.trainer_gpu``); ``image`` when ``None``.
+    """
     c = build_components(image)
+    if train_image and train_image != image:
+        c = dataclasses.replace(c, train=dsl.component(training_components.train, base_image=train_image,
+                                                       install_kfp_package=False))
+    train_cfg = training or TrainingConfig()
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="ctloop continuous training: ingest, validate, split, train, evaluate, gate, "
         "register, deploy.",
     )
-    def training(
+    def training_pipeline(
         config_json: str,
         trigger_json: str = '{"cause": "manual"}',
         run_id: str = "",
@@ -29,9 +72,12 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
     ) -> dsl.Artifact:
         ing = c.ingest(config_json=config_json, cutoff_date=cutoff_date).set_display_name("ingest")
         val = c.validate(config_json=config_json, dataset=ing.outputs["dataset"]).set_display_name("validate")
-        spl = c.split(config_json=config_json, dataset=ing.outputs["dataset"]).after(val)
+        gate = c.validate_gate(config_json=config_json, report=val.outputs["report"])
+        gate.set_display_name("validate-gate")
+        spl = c.split(config_json=config_json, dataset=ing.outputs["dataset"]).after(gate)
         spl.set_display_name("split")
         tr = c.train(config_json=config_json, train=spl.outputs["train"]).set_display_name("train")
+        schedule_train(tr, train_cfg)
         ev = c.evaluate(
             config_json=config_json,
             model=tr.outputs["model"],
@@ -56,12 +102,13 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             ).set_display_name("deploy")
         return ev.outputs["decision"]
 
-    return training
+    return training_pipeline
 
 
-def compile_pipeline(out: str | Path = COMPILED, image: str = DEFAULT_IMAGE) -> Path:
+def compile_pipeline(out: str | Path = COMPILED, image: str = DEFAULT_IMAGE,
+                     training: TrainingConfig | None = None, train_image: str | None = None) -> Path:
     """Compile the pipeline to KFP IR YAML at ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(image), package_path=str(out))
+    compiler.Compiler().compile(build_pipeline(image, training, train_image), package_path=str(out))
     return out

@@ -12,18 +12,20 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import rich.markup
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ctloop import cli_serve
+from ctloop.cli_registry import registry_app
 from ctloop.errors import ConfigError, CtloopError
 
 app = typer.Typer(help="ctloop: continuous training for Kubeflow Pipelines.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-registry_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
 schema_app = typer.Typer(help="Work with the data schema.", no_args_is_help=True)
 manifests_app = typer.Typer(help="Config-derived cluster files.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
@@ -126,7 +128,7 @@ def run(
     if json_out:
         typer.echo(json.dumps({"run_id": result.run_id, "status": result.status, "promoted": result.promoted,
                                "version": result.version, "metrics": result.metrics,
-                               "error": result.error}, default=float))
+                               "error": result.error, "reports": result.reports}, default=float))
     else:
         _print_result(console, result)
     raise typer.Exit(result.exit_code)
@@ -149,7 +151,11 @@ def _print_result(console: Console, result: Any) -> None:
             mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
             console.print(f"  gate {mark} {c['name']}: {c['reason']}")
     if result.error:
-        console.print(f"[red]error in step {result.error.get('step')}[/]: {escape(str(result.error.get('message')))}")
+        console.print(f"[red]error in step {result.error.get('step')}[/]: "
+                      f"{rich.markup.escape(str(result.error.get('message')))}", highlight=False)
+    html = result.reports.get(str((result.error or {}).get("step")), {}).get("html")
+    if html and html not in str(result.error.get("message")):
+        console.print(f"report: {html}", markup=False, highlight=False)
 
 
 @app.command("compile")
@@ -161,79 +167,40 @@ def compile_cmd(
     from components import DEFAULT_IMAGE
     from pipelines.training import compile_pipeline
 
-    image = _load(config).kfp.images.runtime if config else DEFAULT_IMAGE
-    path = compile_pipeline(out / "pipeline.yaml", image=image)
+    cfg = _load(config) if config else None
+    image = cfg.kfp.images.runtime if cfg else DEFAULT_IMAGE
+    path = compile_pipeline(out / "pipeline.yaml", image=image, training=cfg.training if cfg else None,
+                            train_image=cfg.kfp.images.trainer_gpu if cfg else None)
     _console().print(f"compiled [bold]{path}[/]")
-
-
-def _registry(config: Path):  # type: ignore[no-untyped-def]
-    from ctloop.registry import Registry
-
-    cfg = _load(config)
-    return Registry(cfg.registry.uri, cfg.name)
-
-
-@registry_app.command("list")
-def registry_list(config: ConfigOpt, json_out: JsonOpt = False) -> None:
-    """List registered versions."""
-    reg = _registry(config)
-    champion, previous = reg.alias("champion"), reg.alias("previous")
-    rows = []
-    for v in reg.versions():
-        m = reg.get(v).metadata
-        aliases = [a for a, x in (("champion", champion), ("previous", previous)) if x == v]
-        rows.append({"version": v, "aliases": aliases, "registered_at": m.get("registered_at"),
-                     "run_id": m.get("run_id"), "trigger": m.get("trigger", {}).get("cause"),
-                     "metrics": m.get("metrics", {})})
-    if json_out:
-        typer.echo(json.dumps(rows, default=float))
-        return
-    t = Table(title=f"registry {reg.uri} / {reg.name}")
-    for col in ("version", "aliases", "registered", "trigger", "roc_auc", "accuracy", "run"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(str(r["version"]), ",".join(r["aliases"]), str(r["registered_at"]), str(r["trigger"]),
-                  f"{r['metrics'].get('roc_auc', float('nan')):.4f}",
-                  f"{r['metrics'].get('accuracy', float('nan')):.4f}", str(r["run_id"]))
-    _console().print(t)
-
-
-@registry_app.command("show")
-def registry_show(
-    ref: Annotated[str, typer.Argument(help="Version number or alias (champion, previous).")],
-    config: ConfigOpt,
-    json_out: JsonOpt = False,
-) -> None:
-    """Show one version's metadata."""
-    reg = _registry(config)
-    mv = reg.get(ref)
-    doc = {"version": mv.version, "model_uri": mv.model_uri, **mv.metadata}
-    if json_out:
-        typer.echo(json.dumps(doc, default=float))
-        return
-    _console().print_json(json.dumps(doc, default=float))
-
-
-@registry_app.command("champion")
-def registry_champion(config: ConfigOpt, json_out: JsonOpt = False) -> None:
-    """Show the champion version."""
-    registry_show("champion", config, json_out)
 
 
 @schema_app.command("infer")
 def schema_infer(
-    data: Annotated[str, typer.Option(help="Data source URI (partitioned parquet).")],
+    data: Annotated[str, typer.Option(help="Data: partitioned parquet source URI, or one parquet file.")],
     out: Annotated[Path, typer.Option(help="Where to write schema.yaml.")],
     target: Annotated[str, typer.Option(help="Label column.")] = "label",
-    window_days: Annotated[int, typer.Option(min=1)] = 3660,
+    window_days: Annotated[int, typer.Option(min=1, help="Newest N days of a partitioned source.")] = 3660,
+    max_categories: Annotated[int, typer.Option(min=1, help="Largest categorical domain to list.")] = 50,
+    force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
 ) -> None:
-    """Infer a schema from data for a person to review and commit."""
-    from ctloop.data import read_window
-    from ctloop.schema import dump_schema, infer_schema
+    """Infer a schema (dtypes, nullability, ranges, categorical domains) for a person to review and commit."""
+    from ctloop.schema import dump_schema, infer_schema, read_sample
 
-    snap = read_window(data, window_days, allow_missing_days=True, target=target)
-    out.write_text(dump_schema(infer_schema(snap.frame, target)))
-    _console().print(f"wrote [bold]{out}[/] from {len(snap.frame)} rows; review it before committing")
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists (use --force to overwrite)")
+    frame = read_sample(data, target, window_days)
+    schema = infer_schema(frame, target, max_categories=max_categories)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dump_schema(schema))
+    t = Table(title=f"inferred schema ({len(frame)} rows)")
+    for col in ("column", "dtype", "nullable", "range / domain"):
+        t.add_column(col)
+    for name, spec in schema.columns.items():
+        dom = (", ".join(spec.categories) if spec.categories is not None
+               else f"[{spec.min}, {spec.max}]" if spec.min is not None else "any")
+        t.add_row(Text(name), spec.dtype, str(spec.nullable), Text(dom))
+    _console().print(t)
+    _console().print(f"wrote [bold]{out}[/]; review it (ranges, domains, nullability) before committing")
 
 
 @manifests_app.command("render")

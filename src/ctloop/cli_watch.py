@@ -12,6 +12,9 @@ def watch(
     config: Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")],
     port: Annotated[int | None, typer.Option(help="Port (default: drift.port).")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: drift.host).")] = None,
+    triggers: Annotated[bool | None, typer.Option(
+        "--triggers/--no-triggers",
+        help="Serve POST /alerts and POST /trigger (default: when triggers.token_file exists).")] = None,
 ) -> None:
     """Watch live drift: POST /events (KServe payload logger), GET /metrics, /status, /healthz."""
     import logging
@@ -20,4 +23,4 @@ def watch(
     from ctloop.watcher.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    serve(load_config(config), host=host, port=port)
+    serve(load_config(config), host=host, port=port, triggers=triggers)

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ctloop.errors import ConfigError
 
@@ -61,12 +69,96 @@ class SchemaConfig(_Section):
     path: str = "schema.yaml"
 
 
+class Limit(_Section):
+    """A warn / error pair: a value above ``warn`` is a warning, above ``error`` stops the run.
+
+    ``null`` switches that level off.
+    """
+
+    warn: NonNegFloat | None = None
+    error: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limit:
+        if self.warn is not None and self.error is not None and self.warn > self.error:
+            raise ValueError(f"warn {self.warn} is greater than error {self.error}")
+        return self
+
+
 class ValidationConfig(_Section):
-    """Data validation thresholds (checks against the champion's reference profile)."""
+    """Data validation thresholds (schema checks and checks against the champion's reference profile).
+
+    Shares are fractions of the batch's rows (0..1); increases are absolute (batch minus reference).
+    """
+
+    min_rows: int = Field(100, ge=1, description="fewer rows than this stop the run")
+    schema_violation_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.0, error=0.0),
+        description="rows outside the schema's range or categorical domain, per column")
+    missing_share_increase: Limit = Field(
+        default_factory=lambda: Limit(warn=0.02, error=0.10),
+        description="missing share of a feature, batch minus champion reference")
+    unseen_category_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.05),
+        description="share of a categorical feature's values the champion never saw (beyond its OTHER share)")
+    out_of_range_share: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.10),
+        description="share of a numeric feature's values outside the champion's [min, max]")
+    psi: Limit = Field(
+        default_factory=lambda: Limit(warn=0.2, error=None),
+        description="population stability index per feature against the champion (drift is a reason "
+                    "to retrain, so it only warns by default)")
+    duplicate_share_increase: Limit = Field(
+        default_factory=lambda: Limit(warn=0.01, error=0.05),
+        description="share of duplicated rows, batch minus champion reference (or minus 0)")
+    bins: int = Field(10, ge=2, le=100, description="histogram bins for the report without a champion")
+
+
+class TolerationConfig(_Section):
+    """One Kubernetes toleration (matches a node taint)."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
 
 
 class TrainingConfig(_Section):
-    """Where and how the train step runs on a cluster (GPU spot pool, checkpoints)."""
+    """Where and how the train step runs on a cluster (GPU spot pool, checkpoints).
+
+    The node selector and tolerations must match the ``gpu-spot`` node in ``kind-config.yaml``
+    (a test proves it). ``accelerator_limit: 0`` trains on CPU nodes (no selector, no toleration).
+    """
+
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_limit: int = Field(default=1, ge=0, le=16)
+    cpu_request: str = "2"
+    memory_request: str = "8Gi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = "16Gi"
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "gpu-spot"})
+    tolerations: list[TolerationConfig] = Field(
+        default_factory=lambda: [TolerationConfig(key="ctloop.io/spot", operator="Equal", value="true",
+                                                  effect="NoSchedule")])
+    checkpoint_pvc: str | None = "ctloop-checkpoints"
+    checkpoint_mount_path: str = "/mnt/checkpoints"
+    checkpoint_uri: str = Field(default="checkpoints", min_length=1,
+                                description="fsspec URI or path for torch checkpoints (on a cluster: a "
+                                "folder under checkpoint_mount_path, or s3://...)")
+    checkpoint_every_steps: int = Field(default=50, ge=1)
+    checkpoint_keep: int = Field(default=3, ge=2)
+    timeout_seconds: int = Field(default=6 * 3600, ge=60)
+    retries: int = Field(default=3, ge=0, le=20)
+    backoff_seconds: int = Field(default=60, ge=0)
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    backoff_max_seconds: int = Field(default=3600, ge=0)
+
+    @field_validator("checkpoint_mount_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path inside the container")
+        return value
 
 
 class ModelConfig(_Section):
@@ -89,11 +181,46 @@ class MetricBounds(_Section):
         return [(k, v) for k, v in self.model_dump().items() if v is not None]
 
 
+MetricName = Literal["roc_auc", "accuracy", "log_loss"]
+
+
+class BeatChampionConfig(_Section):
+    """"Must beat the champion by at least delta" on the holdout and on the recent slice.
+
+    The improvement is ``challenger - champion`` for roc_auc/accuracy and ``champion - challenger``
+    for log_loss (lower is better). A negative delta tolerates a small regression; ``null`` turns that
+    comparison off. Both models are evaluated on the same rows in the same evaluate step.
+    """
+
+    metric: MetricName = "roc_auc"
+    holdout_delta: float | None = Field(0.0, ge=-1.0, le=1.0)
+    recent_delta: float | None = Field(0.0, ge=-1.0, le=1.0)
+
+
+class SliceMinimum(_Section):
+    """A minimum metric on every value (slice) of a categorical column of the holdout."""
+
+    column: str
+    metric: Literal["roc_auc", "accuracy"] = "roc_auc"
+    min: UnitFloat
+    min_rows: int = Field(30, ge=1, description="slices with fewer holdout rows are skipped (noted)")
+
+
+class InfraCheckConfig(_Section):
+    """Load the saved artifact with the model server's loader and predict a sample (InfraValidator)."""
+
+    enabled: bool = True
+    sample_rows: int = Field(32, ge=1, le=10_000)
+
+
 class GateConfig(_Section):
-    """Evaluation gate: absolute bounds on holdout metrics."""
+    """Evaluation gate: absolute bounds, beat-the-champion deltas, per-slice minimums, infra check."""
 
     min_metric: MetricBounds = Field(default_factory=lambda: MetricBounds(roc_auc=0.6))
     max_metric: MetricBounds = Field(default_factory=MetricBounds)
+    beat_champion: BeatChampionConfig | None = Field(default_factory=lambda: BeatChampionConfig.model_validate({}))
+    slices: list[SliceMinimum] = Field(default_factory=list)
+    infra: InfraCheckConfig = Field(default_factory=lambda: InfraCheckConfig.model_validate({}))
 
 
 class RegistryConfig(_Section):
@@ -265,10 +392,56 @@ class KfpConfig(_Section):
     images: ImagesConfig = Field(default_factory=ImagesConfig)
 
 
+class GitOpsConfig(_Section):
+    """Target of ``deploy.mode: gitops``: the repository Argo CD syncs from."""
+
+    repo_url: str | None = Field(None, description="git URL (or path) of the GitOps repository")
+    branch: str = Field("main", min_length=1)
+    path: str = Field("manifests", description="folder of the kustomize tree inside the repository")
+    overlay: str = Field("production", min_length=1, description="overlay the deploy step writes to")
+    author_name: str = "ctloop"
+    author_email: str = "ctloop@users.noreply.invalid"
+    push_attempts: int = Field(5, ge=1, le=50)
+
+
+class KubernetesDeployConfig(_Section):
+    """Target of ``deploy.mode: kubernetes``: patch the InferenceService through the API server."""
+
+    kubeconfig: str | None = Field(None, description="kubeconfig file; None uses the in-cluster config")
+    context: str | None = None
+
+
+class WatcherResources(_Section):
+    """Requests and limits of the watcher container."""
+
+    cpu_request: str = "100m"
+    memory_request: str = "256Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+
+
 class DeployConfig(_Section):
-    """How a promoted model reaches serving."""
+    """How a promoted model reaches serving, and the cluster objects around it."""
 
     mode: Literal["local", "gitops", "kubernetes"] = "local"
+    namespace: str = "ctloop"
+    monitoring_namespace: str = "monitoring"
+    pipeline_service_account: str = "pipeline-runner"
+    canary_percent: int | None = Field(None, ge=0, le=100,
+                                       description="canaryTrafficPercent of a new version; None: serving's")
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "cpu"})
+    state_storage: str = "1Gi"
+    watcher_port: int = Field(8080, ge=1024, le=65535)
+    watcher_resources: WatcherResources = Field(default_factory=WatcherResources)
+    gitops: GitOpsConfig = Field(default_factory=GitOpsConfig)
+    kubernetes: KubernetesDeployConfig = Field(default_factory=KubernetesDeployConfig)
+
+    @field_validator("namespace", "monitoring_namespace")
+    @classmethod
+    def _ns(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must be a lowercase DNS label")
+        return value
 
 
 class ProjectConfig(_Section):
@@ -336,6 +509,7 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         ("kfp", "pipeline_root"),
         ("triggers", "ledger"),
         ("triggers", "token_file"),
+        ("training", "checkpoint_uri"),
     ):
         sec = out.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(key), str):
@@ -343,7 +517,8 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(out.get("schema"), str):
         out["schema"] = {"path": _resolve(out["schema"], base)}
     defaults = {"schema": ("path", "schema.yaml"), "registry": ("uri", "registry"),
-                "kfp": ("pipeline_root", "runs"), "triggers": ("ledger", "state/ledger.sqlite")}
+                "kfp": ("pipeline_root", "runs"), "triggers": ("ledger", "state/ledger.sqlite"),
+                "training": ("checkpoint_uri", "checkpoints")}
     trig = out.setdefault("triggers", {})
     if isinstance(trig, dict) and "token_file" not in trig:
         trig["token_file"] = _resolve("secrets/trigger-token", base)

@@ -57,12 +57,18 @@ class SubmitError(TriggerError):
     """A pipeline run could not be submitted (the trigger stays in the ledger with the error)."""
 
 
+class DeployError(CtloopError, RuntimeError):
+    """A promoted version could not be delivered to serving (GitOps push, Kubernetes patch)."""
 class DriftError(CtloopError, RuntimeError):
     """The drift watcher cannot build or use its reference (profile missing, corrupt or mismatched)."""
 
 
 class EventError(CtloopError, ValueError):
     """A payload event is malformed (bad CloudEvent, unknown body layout, wrong types)."""
+class TrainingInterrupted(ModelError):
+    """Training stopped on SIGTERM after writing a checkpoint; a retry resumes from it."""
+
+    exit_code = 143
 
 
 class DemoError(CtloopError, RuntimeError):

@@ -107,6 +107,10 @@ def load_model(model_dir: str | Path) -> LoadedModel:
     if manifest.get("format") != MODEL_FORMAT:
         raise ModelError(f"{man_path}: unsupported model format {manifest.get('format')!r}")
     trainer = manifest.get("trainer", "sklearn")
+    if trainer == "torch":
+        from ctloop.torch_trainer.artifact import load_torch_predictor
+
+        return LoadedModel(manifest=manifest, predictor=load_torch_predictor(d, manifest))
     if trainer != "sklearn":
         raise ModelError(f"{man_path}: no loader for trainer {trainer!r}")
     try:

@@ -12,6 +12,10 @@ Format ``ctloop-profile/v1``::
 
 A numeric feature with ``len(edges) == k`` has ``k + 1`` bins: ``(-inf, e0], (e0, e1], ... (e_k-1, inf)``.
 A categorical feature's last count is the OTHER bucket (values outside the vocabulary).
+
+Optional fields (absent in older files, ``None`` when unknown): ``duplicate_share`` (share of rows
+that repeat an earlier row, all columns but ``date``). Readers must ignore fields they do not know
+only by upgrading the format; v1 stays readable by every v1 reader.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Profile(BaseModel):
     label_balance: dict[str, float]
     numeric: dict[str, NumericProfile]
     categorical: dict[str, CategoricalProfile]
+    duplicate_share: float | None = None
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON (a file, or ``profile.json`` inside a folder)."""
@@ -115,6 +120,114 @@ def bin_categorical(values: pd.Series | np.ndarray, vocabulary: list[str]) -> np
     return np.bincount(codes, minlength=len(vocabulary) + 1)
 
 
+def duplicate_share(frame: pd.DataFrame, exclude: tuple[str, ...] = ("date",)) -> float:
+    """Share of rows that repeat an earlier row (``exclude`` columns ignored).
+
+    One 64-bit hash per row, combined column by column (no copy of the frame), then one sort.
+    """
+    cols = [c for c in frame.columns if c not in exclude]
+    n = len(frame)
+    if n == 0 or not cols:
+        return 0.0
+    h = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for c in cols:
+            hc = pd.util.hash_pandas_object(frame[c], index=False).to_numpy(dtype=np.uint64)
+            h = (h * np.uint64(0x100000001B3)) ^ hc
+    h.sort()
+    return float(np.count_nonzero(h[1:] == h[:-1]) / n)
+
+
+def _bin_index(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index of each value, as ``np.searchsorted(edges, v, side="left")`` (NaN excluded by caller).
+
+    For the usual handful of edges, counting ``v > edge`` is several times faster than a binary search.
+    """
+    if edges.size > 32:
+        return np.searchsorted(edges, v, side="left")
+    idx = np.zeros(v.size, dtype=np.uint8)
+    for e in edges:
+        idx += v > e
+    return idx
+
+
+def _numeric_values(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def profile_numeric(
+    column: pd.Series, bins: int = 10, edges: list[float] | np.ndarray | None = None
+) -> NumericProfile:
+    """Profile one numeric column; bin on ``edges`` when given (a reference's), else on its own quantiles."""
+    v = _numeric_values(column)
+    finite_mask = np.isfinite(v)
+    finite = v[finite_mask] if not finite_mask.all() else v
+    e = numeric_edges(finite, bins) if edges is None else np.asarray(edges, dtype=float)
+    nan = np.isnan(v)
+    counts = np.bincount(_bin_index(v[~nan] if nan.any() else v, e), minlength=e.size + 1)
+    n = v.size
+    return NumericProfile(
+        dtype=str(column.dtype),
+        missing_share=float(np.count_nonzero(nan) / n) if n else 0.0,
+        min=float(finite.min()) if finite.size else None,
+        max=float(finite.max()) if finite.size else None,
+        edges=e.tolist(),
+        counts=counts.tolist(),
+    )
+
+
+def profile_categorical(
+    column: pd.Series, max_vocabulary: int = 50, vocabulary: list[str] | None = None
+) -> CategoricalProfile:
+    """Profile one categorical column; count on ``vocabulary`` when given, else on its own top values.
+
+    Gives the same counts as :func:`bin_categorical` (values compared as strings), from one
+    ``value_counts`` pass.
+    """
+    n = len(column)
+    if isinstance(column.dtype, pd.CategoricalDtype):  # counts straight from the codes (no string work)
+        codes = column.cat.codes.to_numpy()
+        missing = int(np.count_nonzero(codes < 0))
+        counts = np.bincount(codes[codes >= 0], minlength=len(column.cat.categories))
+        vc = pd.Series(counts, index=column.cat.categories.map(str))
+    else:
+        missing = int(column.isna().sum())
+        vc = column.value_counts(dropna=True, sort=False)
+        vc.index = vc.index.map(str)
+    if not vc.index.is_unique:  # e.g. 1 and "1" both present: compared as strings they are one value
+        vc = vc.groupby(level=0, sort=False).sum()
+    if vocabulary is None:
+        vc = vc[vc > 0].sort_values(ascending=False, kind="stable")
+        vocabulary = [str(x) for x in vc.index[:max_vocabulary]]
+    known = vc.reindex(vocabulary, fill_value=0).to_numpy(dtype="int64")
+    other = int(vc.sum()) - int(known.sum())
+    return CategoricalProfile(
+        missing_share=missing / n if n else 0.0,
+        vocabulary=list(vocabulary),
+        counts=[*known.tolist(), other],
+    )
+
+
+def as_categories(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with its string ``columns`` as ``category`` dtype (one factorize pass each), so later
+    counting, null checks and hashing work on integer codes. Other columns are shared, not copied."""
+
+    def stringy(c: str) -> bool:
+        d = frame[c].dtype
+        return not isinstance(d, pd.CategoricalDtype) and (
+            pd.api.types.is_string_dtype(d) or pd.api.types.is_object_dtype(d))
+
+    todo = [c for c in columns if c in frame.columns and stringy(c)]
+    if not todo:
+        return frame
+    out = frame.copy(deep=False)
+    for c in todo:
+        out[c] = out[c].astype("category")
+    return out
+
+
 def compute_profile(
     frame: pd.DataFrame,
     numeric: list[str],
@@ -122,34 +235,35 @@ def compute_profile(
     target: str,
     bins: int = 10,
     max_vocabulary: int = 50,
+    reference: Profile | None = None,
+    duplicates: bool = True,
 ) -> Profile:
-    """Profile ``frame`` in one vectorised pass per column."""
-    n = len(frame)
+    """Profile ``frame`` in one vectorised pass per column.
+
+    Args:
+        frame: The data.
+        numeric: Numeric feature columns.
+        categorical: Categorical feature columns.
+        target: Label column (its class shares go to ``label_balance``).
+        bins: Quantile bins per numeric feature (ignored for features binned on ``reference``).
+        max_vocabulary: Most frequent values kept per categorical feature; the rest count as OTHER.
+        reference: When given, features it knows are binned on its edges / vocabulary, so the
+            counts line up bin for bin with the reference (how a batch is compared to a champion).
+        duplicates: Also compute ``duplicate_share`` (one row-hash pass).
+    """
+    frame = as_categories(frame, categorical)
     nums: dict[str, NumericProfile] = {}
     for c in numeric:
-        v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
-        finite = v[np.isfinite(v)]
-        edges = numeric_edges(v, bins)
-        nums[c] = NumericProfile(
-            dtype=str(frame[c].dtype),
-            missing_share=float(np.isnan(v).mean()) if n else 0.0,
-            min=float(finite.min()) if finite.size else None,
-            max=float(finite.max()) if finite.size else None,
-            edges=edges.tolist(),
-            counts=bin_numeric(v, edges).tolist(),
-        )
+        ref = reference.numeric.get(c) if reference else None
+        nums[c] = profile_numeric(frame[c], bins, ref.edges if ref else None)
     cats: dict[str, CategoricalProfile] = {}
     for c in categorical:
-        s = frame[c]
-        vc = s.dropna().astype(str).value_counts()
-        vocab = [str(x) for x in vc.index[:max_vocabulary]]
-        cats[c] = CategoricalProfile(
-            missing_share=float(s.isna().mean()) if n else 0.0,
-            vocabulary=vocab,
-            counts=bin_categorical(s, vocab).tolist(),
-        )
+        cref = reference.categorical.get(c) if reference else None
+        cats[c] = profile_categorical(frame[c], max_vocabulary, cref.vocabulary if cref else None)
     balance = {}
     if target in frame:
         shares = frame[target].value_counts(normalize=True)
         balance = {str(k): float(v) for k, v in shares.items()}
-    return Profile(rows=n, target=target, label_balance=balance, numeric=nums, categorical=cats)
+    return Profile(rows=len(frame), target=target, label_balance=balance, numeric=nums, categorical=cats,
+                   duplicate_share=duplicate_share(frame) if duplicates else None)
+

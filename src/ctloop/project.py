@@ -37,6 +37,18 @@ gate:
     accuracy: 0.60
   max_metric:
     log_loss: 0.70
+  beat_champion:          # the champion is re-evaluated on the same holdout and recent slice
+    metric: roc_auc
+    holdout_delta: -0.01  # challenger - champion must be >= this (-0.01 tolerates sampling noise)
+    recent_delta: -0.01   # same on the recent slice (the newest data.recent_days days); null = off
+  slices:                 # per-slice minimums over a categorical column of the holdout
+    - column: plan
+      metric: roc_auc
+      min: 0.55
+      min_rows: 30
+  infra:                  # load the artifact with the model server's loader and predict a sample
+    enabled: true
+    sample_rows: 32
 
 registry:
   uri: registry           # file path, or s3:// / gs:// on a cluster

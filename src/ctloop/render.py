@@ -12,14 +12,23 @@ from pathlib import Path
 from ctloop.config import ProjectConfig
 
 Renderer = Callable[[ProjectConfig], dict[str, str]]
+Finalizer = Callable[[ProjectConfig, dict[str, str]], dict[str, str]]
 
 
 def _renderers() -> list[Renderer]:
     """The registered renderers (imported lazily so importing this module stays cheap)."""
+    from ctloop.manifests import render_cluster
     from ctloop.serving.isvc import render_inferenceservice
     from ctloop.triggers.rules import render_trigger_files
 
-    return [render_inferenceservice, render_trigger_files]
+    return [render_inferenceservice, render_trigger_files, render_cluster]
+
+
+def _finalizers() -> list[Finalizer]:
+    """Renderers that run last and see every other rendered file (kustomization.yaml files)."""
+    from ctloop.manifests import render_kustomizations
+
+    return [render_kustomizations]
 
 
 def render_files(cfg: ProjectConfig) -> dict[str, str]:
@@ -29,6 +38,11 @@ def render_files(cfg: ProjectConfig) -> dict[str, str]:
         for path, text in r(cfg).items():
             if path in out:
                 raise ValueError(f"two renderers produce {path!r}")
+            out[path] = text
+    for f in _finalizers():
+        for path, text in f(cfg, dict(out)).items():
+            if path in out:
+                raise ValueError(f"a finalizer overwrites rendered file {path!r}")
             out[path] = text
     return dict(sorted(out.items()))
 

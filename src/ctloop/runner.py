@@ -17,13 +17,14 @@ from typing import Any
 
 from ctloop.config import ProjectConfig
 from ctloop.registry import Registry
+from ctloop.reports import REPORT_PREFIX
 from ctloop.steps import ERROR_PREFIX, STEP_PREFIX
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TASK_START = re.compile(r"Executing task '([\w-]+)'")
 TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
 TASK_SKIP = re.compile(r"Skipping (?:conditional )?task ([\w-]+)")
-STEPS = ("ingest", "validate", "split", "train", "evaluate", "register", "deploy")
+STEPS = ("ingest", "validate", "validate-gate", "split", "train", "evaluate", "register", "deploy")
 
 EventCallback = Callable[[str, str], None]
 
@@ -42,6 +43,7 @@ class RunResult:
     wall_seconds: float = 0.0
     step_seconds: dict[str, float] = field(default_factory=dict)
     log_path: str = ""
+    reports: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> {"json"|"html"|...: path}
 
     @property
     def exit_code(self) -> int:
@@ -63,6 +65,7 @@ class _LogTap:
         self.failures: list[dict[str, Any]] = []
         self.steps: dict[str, float] = {}
         self.status: dict[str, str] = {}
+        self.reports: dict[str, dict[str, str]] = {}
 
     def isatty(self) -> bool:
         return False
@@ -87,6 +90,10 @@ class _LogTap:
         if ERROR_PREFIX in line:
             with contextlib.suppress(json.JSONDecodeError):
                 self.failures.append(json.loads(line.split(ERROR_PREFIX, 1)[1]))
+        elif REPORT_PREFIX in line:
+            with contextlib.suppress(json.JSONDecodeError, KeyError):
+                d = json.loads(line.split(REPORT_PREFIX, 1)[1])
+                self.reports[d.pop("step")] = d
         elif STEP_PREFIX in line:
             with contextlib.suppress(json.JSONDecodeError):
                 d = json.loads(line.split(STEP_PREFIX, 1)[1])
@@ -131,11 +138,12 @@ def run_local(
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{run_id}.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    pipeline = build_pipeline(cfg.kfp.images.runtime)
+    pipeline = build_pipeline(cfg.kfp.images.runtime, training=cfg.training)  # kfp.local ignores scheduling
     reg = Registry(cfg.registry.uri, cfg.name)
     result = RunResult(run_id=run_id, status="failed", log_path=str(log_path))
     t0 = time.perf_counter()
     warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")  # GPU/limits
     with open(log_path, "w") as log:
         tap = _LogTap(log, on_event)
         try:
@@ -157,6 +165,7 @@ def run_local(
             result.status = {3: "data_rejected", 2: "config_error"}.get(int(err.get("exit_code") or 1), "failed")
     result.wall_seconds = round(time.perf_counter() - t0, 3)
     result.step_seconds = tap.steps
+    result.reports = tap.reports
     if result.status == "succeeded":
         for v in reversed(reg.versions()):
             if reg.get(v).metadata.get("run_id") == run_id:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ctloop.errors import DataValidationError, SchemaError
+from ctloop.errors import DataError, DataValidationError, SchemaError
 
 SCHEMA_VERSION = 1
 
@@ -87,14 +88,61 @@ def load_schema(path: str | Path) -> Schema:
         raise SchemaError(f"{p}: invalid schema: {msgs}") from exc
 
 
+def read_sample(data: str, target: str, window_days: int = 3660) -> pd.DataFrame:
+    """Read data to infer a schema from: one parquet file, or a partitioned source's newest days.
+
+    Raises:
+        DataError: When the data cannot be read (the message names the file or source).
+    """
+    from ctloop.data import read_window
+
+    if data.endswith(".parquet") and "://" not in data:
+        try:
+            return pd.read_parquet(data)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{data}: cannot read parquet file ({exc})") from exc
+    return read_window(data, window_days, allow_missing_days=True, target=target).frame
+
+
 def dump_schema(schema: Schema) -> str:
     """Render a schema as YAML for a person to review."""
     data = schema.model_dump(exclude_none=True)
     return yaml.safe_dump(data, sort_keys=False)
 
 
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+
+
+def _is_categorical(s: pd.Series) -> bool:
+    return (pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_object_dtype(s.dtype)
+            or pd.api.types.is_bool_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype))
+
+
+def _in_domain(s: pd.Series, domain: list[str]) -> pd.Series:
+    """Which values (compared as strings) lie in ``domain``; cheap for category and string dtypes."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        allowed = np.asarray(s.cat.categories.map(str).isin(domain))
+        codes = s.cat.codes.to_numpy()
+        return pd.Series(allowed[codes] | (codes < 0), index=s.index)
+    return (s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)).isin(domain)
+
+
 def infer_schema(frame: pd.DataFrame, target: str, max_categories: int = 50) -> Schema:
-    """Infer a schema (kinds, nullability, ranges, categorical domains) from a frame."""
+    """Infer a schema (kinds, nullability, ranges, categorical domains) from a frame.
+
+    Numeric columns get their observed ``[min, max]``; categorical columns with at most
+    ``max_categories`` distinct values get that domain (more than that: no domain, any value
+    passes). The ``date`` partition column is left out. The result is a draft for a person to review.
+
+    Raises:
+        SchemaError: When the target column is missing or not binary (0/1), or the frame is empty.
+    """
+    if target not in frame.columns:
+        raise SchemaError(f"cannot infer schema: target column {target!r} is not in the data "
+                          f"(columns: {sorted(map(str, frame.columns))})")
+    if frame.empty:
+        raise SchemaError("cannot infer schema: the data has no rows")
     cols: dict[str, ColumnSpec] = {}
     for name in frame.columns:
         if name == "date":
@@ -102,19 +150,24 @@ def infer_schema(frame: pd.DataFrame, target: str, max_categories: int = 50) -> 
         s = frame[name]
         nullable = bool(s.isna().any())
         if name == target:
-            cols[name] = ColumnSpec(dtype="binary", nullable=False)
-        elif pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
-            values = sorted(str(v) for v in s.dropna().unique())[:max_categories]
-            cols[name] = ColumnSpec(dtype="categorical", nullable=nullable, categories=values)
+            values = set(s.dropna().unique().tolist())
+            if not values <= {0, 1}:  # True/False compare equal to 1/0
+                shown = sorted(map(str, values))[:5]
+                raise SchemaError(f"cannot infer schema: target column {target!r} must hold 0/1 labels, "
+                                  f"found {shown}")
+            cols[str(name)] = ColumnSpec(dtype="binary", nullable=nullable)
+        elif _is_numeric(s):
+            kind: Literal["integer", "numeric"] = "integer" if pd.api.types.is_integer_dtype(s) else "numeric"
+            finite = s[pd.notna(s)]
+            cols[str(name)] = ColumnSpec(
+                dtype=kind, nullable=nullable,
+                min=float(finite.min()) if len(finite) else None,
+                max=float(finite.max()) if len(finite) else None,
+            )
         else:
-            kind: Literal["integer", "numeric"] = (
-                "integer" if pd.api.types.is_integer_dtype(s) else "numeric"
-            )
-            cols[name] = ColumnSpec(
-                dtype=kind, nullable=nullable, min=float(s.min()), max=float(s.max())
-            )
-    if target not in cols:
-        raise SchemaError(f"cannot infer schema: target column {target!r} is not in the data")
+            distinct = s.dropna().astype(str).unique()
+            categories = sorted(distinct.tolist()) if len(distinct) <= max_categories else None
+            cols[str(name)] = ColumnSpec(dtype="categorical", nullable=nullable, categories=categories)
     return Schema(target=target, columns=cols)
 
 
@@ -134,57 +187,76 @@ class Finding:
         return f"column {self.column!r}: check {self.check!r} failed for {self.failures} row(s){ex}"
 
 
-def _pandera_schema(schema: Schema):  # type: ignore[no-untyped-def]
+def _pandera_schema(schema: Schema, frame: pd.DataFrame, dtype_ok: set[str]):  # type: ignore[no-untyped-def]
+    """The pandera schema of the value checks, for columns present in ``frame`` with the right kind."""
     import pandera.pandas as pa
 
     columns = {}
     for name, spec in schema.columns.items():
+        if name not in frame.columns or name not in dtype_ok:
+            continue
         checks = []
         if spec.dtype in ("numeric", "integer", "binary"):
-            checks.append(
-                pa.Check(lambda s: pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s),
-                         name="dtype_numeric", error="dtype_numeric")
-            )
             if spec.dtype == "integer":
-                checks.append(pa.Check(lambda s: s.dropna() % 1 == 0, name="dtype_integer", error="dtype_integer"))
+                checks.append(pa.Check(lambda s: s % 1 == 0, name="integer", ignore_na=True))
             if spec.min is not None:
-                checks.append(pa.Check.ge(spec.min, name="min", error="min"))
+                checks.append(pa.Check(lambda s, lo=spec.min: s >= lo, name="min"))
             if spec.max is not None:
-                checks.append(pa.Check.le(spec.max, name="max", error="max"))
+                checks.append(pa.Check(lambda s, hi=spec.max: s <= hi, name="max"))
             if spec.dtype == "binary":
-                checks.append(pa.Check.isin([0, 1], name="binary", error="binary"))
-        else:
-            checks.append(
-                pa.Check(lambda s: pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)
-                         or isinstance(s.dtype, pd.CategoricalDtype),
-                         name="dtype_categorical", error="dtype_categorical")
-            )
+                checks.append(pa.Check(lambda s: s.isin([0, 1]), name="binary"))
+        elif spec.categories is not None:
+            domain = list(spec.categories)
+            checks.append(pa.Check(lambda s, d=domain: _in_domain(s, d), name="categories"))
         columns[name] = pa.Column(checks=checks, nullable=spec.nullable, required=True)
     return pa.DataFrameSchema(columns, strict=False)
 
 
 def check_frame(frame: pd.DataFrame, schema: Schema) -> list[Finding]:
-    """Check a frame against the schema; return every failed check (empty when it passes)."""
+    """Check a frame against the schema; return every failed check (empty when it passes).
+
+    Checks, each naming the column: ``column_present``, ``unexpected_column`` (a warning), ``dtype``
+    (kind of values), ``all_null``, ``not_nullable``, ``min``/``max`` (range), ``categories``
+    (domain), ``integer``, ``binary``. ``failures`` counts the failing rows (1 for whole-column checks).
+    """
     import pandera.pandas as pa
 
     findings: list[Finding] = []
-    missing = [c for c in schema.columns if c not in frame.columns]
-    for c in missing:
-        findings.append(Finding(c, "column_present", len(frame), [], "error"))
-    extra = [c for c in frame.columns if c not in schema.columns and c != "date"]
-    for c in extra:
-        findings.append(Finding(c, "unexpected_column", 0, [], "warning"))
-    present = schema.model_copy(update={"columns": {k: v for k, v in schema.columns.items() if k in frame}})
-    if not present.columns:
+    n = len(frame)
+    for c in schema.columns:
+        if c not in frame.columns:
+            findings.append(Finding(c, "column_present", n, [], "error"))
+    for c in frame.columns:
+        if c not in schema.columns and c != "date":
+            findings.append(Finding(str(c), "unexpected_column", 0, [], "warning"))
+    dtype_ok: set[str] = set()
+    for c, spec in schema.columns.items():
+        if c not in frame.columns:
+            continue
+        s = frame[c]
+        if n and s.isna().all():
+            findings.append(Finding(c, "all_null", n, [], "error"))
+            continue
+        ok = _is_numeric(s) if spec.dtype in ("numeric", "integer", "binary") else _is_categorical(s)
+        if ok:
+            dtype_ok.add(c)
+            continue
+        want = "numbers" if spec.dtype in ("numeric", "integer", "binary") else "strings"
+        bad = s.dropna()
+        if want == "numbers":
+            bad = bad[pd.to_numeric(bad, errors="coerce").isna()]
+        examples = [repr(v) for v in pd.unique(bad.to_numpy(dtype=object))[:3]]
+        findings.append(Finding(c, "dtype", max(1, len(bad)), [f"expected {want}, got {s.dtype}", *examples]))
+    if not dtype_ok or n == 0:
         return findings
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _pandera_schema(present).validate(frame, lazy=True)
+            _pandera_schema(schema, frame, dtype_ok).validate(frame, lazy=True, inplace=True)  # no copy
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         for (col, check), grp in cases.groupby(["column", "check"], dropna=False, sort=False):
-            examples = [repr(v) for v in grp["failure_case"].head(3).tolist()]
+            examples = [repr(v) for v in pd.unique(grp["failure_case"].to_numpy(dtype=object))[:3]]
             check_name = str(check).split("(")[0]
             findings.append(Finding(str(col), check_name, len(grp), examples))
     # a column of the wrong type fails its range checks too: report only the type

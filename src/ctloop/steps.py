@@ -8,6 +8,7 @@ exit code.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -19,14 +20,18 @@ from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 
-from ctloop import __version__
 from ctloop.config import ProjectConfig, config_from_json
 from ctloop.data import DATE_COLUMN, read_window
-from ctloop.errors import CtloopError, DataError, DataValidationError, ModelError
-from ctloop.evaluate import decide, evaluate_model
-from ctloop.model import load_model
+from ctloop.errors import (
+    CtloopError,
+    DataError,
+    ModelError,
+    RegistryError,
+)
+from ctloop.evaluate import ChampionEval, run_gate
+from ctloop.lineage import code_version, parse_trigger
 from ctloop.registry import Registry
-from ctloop.schema import enforce, load_schema
+from ctloop.schema import load_schema
 from ctloop.train import train_model
 
 P = ParamSpec("P")
@@ -100,30 +105,41 @@ def _read(path: str, what: str) -> pd.DataFrame:
 
 
 @reports_errors
-def validate_step(config_json: str | ProjectConfig, dataset_path: str, report_path: str) -> dict[str, Any]:
-    """Check the dataset against the schema; write a JSON report; raise on errors (fail closed)."""
+def validate_step(config_json: str | ProjectConfig, dataset_path: str, report_path: str,
+                  html_path: str = "", summary_path: str = "", fail: bool = True) -> dict[str, Any]:
+    """Check the dataset against the schema and the champion's profile; write the JSON report (and the
+    HTML / Markdown renderings when paths are given); raise on errors (fail closed) unless ``fail`` is
+    false, in which case :func:`validate_gate_step` stops the run after the reports are published."""
+    from ctloop.reports import announce_report
+    from ctloop.validation import run_validation
+
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
-    schema = load_schema(cfg.schema_.path)
-    frame = _read(dataset_path, "dataset")
-    report: dict[str, Any] = {"rows": int(len(frame)), "schema": cfg.schema_.path, "errors": [], "warnings": []}
     try:
-        if frame.empty:
-            raise DataValidationError(f"{dataset_path}: the batch is empty (0 rows)")
-        if schema.target != cfg.data.target:
-            raise DataValidationError(
-                f"schema target {schema.target!r} differs from data.target {cfg.data.target!r}")
-        warnings = enforce(frame, schema, where=cfg.data.source)
-        report["warnings"] = [w.message() for w in warnings]
-        report["passed"] = True
-    except DataValidationError as exc:
-        report["passed"] = False
-        report["errors"] = [str(exc)]
-        raise
+        report = run_validation(cfg, dataset_path, report_path, html_path or None, summary_path or None, fail)
     finally:
-        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(json.dumps(report, indent=2))
-    return _timed(report, t0)
+        line = announce_report("validate", json=report_path, html=html_path, markdown=summary_path)
+        print(line, flush=True)
+    doc = report.to_dict()
+    return _timed({k: doc[k] for k in ("passed", "rows", "errors", "warnings")}, t0)
+
+
+@reports_errors
+def validate_gate_step(config_json: str | ProjectConfig, report_path: str) -> dict[str, Any]:
+    """Stop the run (DataValidationError, exit code 3) when the validation report did not pass."""
+    from ctloop.reports import announce_report
+    from ctloop.validation import gate
+
+    t0 = time.perf_counter()
+    _cfg(config_json)
+    try:
+        doc = gate(report_path)
+    finally:
+        html = ""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            html = json.loads(Path(report_path).read_text()).get("html") or ""
+        print(announce_report("validate_gate", json=report_path, html=html), flush=True)
+    return _timed({"passed": doc["passed"], "rows": doc["rows"]}, t0)
 
 
 @reports_errors
@@ -156,24 +172,43 @@ def train_step(config_json: str | ProjectConfig, train_path: str, model_dir: str
     cfg = _cfg(config_json)
     schema = load_schema(cfg.schema_.path)
     manifest = train_model(cfg.model.trainer, _read(train_path, "train split"), schema, cfg.model.params,
-                           cfg.model.seed, model_dir)
-    return _timed({"trainer": manifest["trainer"], "train_rows": manifest["train_rows"]}, t0)
+                           cfg.model.seed, model_dir, training=cfg.training, progress=True)
+    info: dict[str, Any] = {"trainer": manifest["trainer"], "train_rows": manifest["train_rows"]}
+    if manifest.get("history"):  # torch: per-epoch metrics for the KFP Metrics artifact
+        info["metrics"] = epoch_metrics(manifest)
+    return _timed(info, t0)
+
+
+def epoch_metrics(manifest: dict[str, Any]) -> dict[str, float]:
+    """Flatten a torch manifest's per-epoch history into scalar KFP metrics."""
+    out: dict[str, float] = {"best_epoch": float(manifest["best_epoch"]),
+                             "best_val_loss": float(manifest["best_val_loss"])}
+    for row in manifest["history"]:
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            out[f"epoch_{int(row['epoch']):03d}_{key}"] = float(row[key])
+    return out
 
 
 @reports_errors
 def evaluate_step(config_json: str | ProjectConfig, model_dir: str, test_path: str, recent_path: str,
                   decision_path: str) -> dict[str, Any]:
-    """Evaluate on the holdout and the recent slice, apply the gate, and write the decision record."""
+    """Evaluate the challenger and the champion on the same holdout and recent slice, apply the gate,
+    and write the decision record (JSON, Markdown inside) whether the gate passes or not."""
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
-    model = load_model(model_dir)
     test = _read(test_path, "test split")
     recent = _read(recent_path, "recent slice")
-    metrics = evaluate_model(model, test, cfg.data.target)
-    recent_metrics = evaluate_model(model, recent, cfg.data.target) if len(recent) else {}
-    decision = decide(metrics, cfg.gate)
-    record = {"metrics": metrics, "recent_metrics": recent_metrics, **decision.to_dict(),
-              "markdown": decision.markdown()}
+    champion: ChampionEval | tuple[int, Path] | None = None
+    if cfg.gate.beat_champion is not None:
+        reg = Registry(cfg.registry.uri, cfg.name)
+        version = reg.alias("champion")
+        if version is not None:
+            try:
+                champion = (version, reg.local_model_dir(version))
+            except RegistryError as exc:
+                champion = ChampionEval(version, error=str(exc))
+    decision = run_gate(cfg.gate, cfg.data.target, model_dir, test, recent, champion)
+    record = {**decision.to_dict(), "markdown": decision.markdown(), "kfp_metrics": decision.kfp_metrics()}
     Path(decision_path).parent.mkdir(parents=True, exist_ok=True)
     Path(decision_path).write_text(json.dumps(record, indent=2, default=float))
     return _timed(record, t0)
@@ -182,40 +217,46 @@ def evaluate_step(config_json: str | ProjectConfig, model_dir: str, test_path: s
 @reports_errors
 def register_step(config_json: str | ProjectConfig, model_dir: str, decision_path: str,
                   data_info: dict[str, Any], run_id: str, trigger_json: str) -> dict[str, Any]:
-    """Register a gate-passing model with its lineage; refuse one whose decision did not pass."""
+    """Register a gate-passing model with its lineage; refuse one whose decision did not pass.
+
+    Lineage: trigger cause, run id, data source/window/content hash, config hash, code version, the
+    parent champion (the one the gate compared against) and the full decision record.
+    """
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
-    decision = json.loads(Path(decision_path).read_text())
+    try:
+        decision = json.loads(Path(decision_path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{decision_path}: cannot read the gate decision ({exc}); "
+                         "nothing registered") from exc
     if not decision.get("passed"):
         raise ModelError("register: the gate decision did not pass; nothing registered")
-    try:
-        trigger = json.loads(trigger_json) if trigger_json else {"cause": "manual"}
-    except json.JSONDecodeError as exc:
-        raise DataError(f"trigger_json: not valid JSON ({exc})") from exc
+    trigger = parse_trigger(trigger_json)
     reg = Registry(cfg.registry.uri, cfg.name)
+    compared = decision.get("champion") or {}
+    parent = compared.get("version") if compared else reg.alias("champion")
     meta = {
         "run_id": run_id,
         "trigger": trigger,
         "metrics": decision["metrics"],
         "recent_metrics": decision.get("recent_metrics", {}),
-        "decision": {k: decision[k] for k in ("passed", "checks", "notes")},
+        "decision": {k: v for k, v in decision.items() if k not in ("markdown", "kfp_metrics")},
         "data": data_info,
         "config_hash": cfg.config_hash(),
-        "code_version": __version__,
-        "parent": reg.alias("champion"),
+        "code_version": code_version(),
+        "parent": parent,
+        "profile": "model/profile.json" if (Path(model_dir) / "profile.json").is_file() else None,
         "model_manifest": json.loads((Path(model_dir) / "model.json").read_text()),
     }
     version = reg.register(model_dir, meta)
-    return _timed({"version": version}, t0)
+    return _timed({"version": version, "parent": parent}, t0)
 
 
 @reports_errors
 def deploy_step(config_json: str | ProjectConfig, version: int, run_id: str) -> dict[str, Any]:
-    """Deploy a registered version. ``local`` mode moves the champion alias."""
+    """Deploy a registered version with ``deploy.mode`` (local: move the champion alias; gitops:
+    commit + push the overlay; kubernetes: patch the InferenceService), then promote it."""
+    from ctloop.deploy import deploy_version
+
     t0 = time.perf_counter()
-    cfg = _cfg(config_json)
-    if cfg.deploy.mode != "local":
-        raise ModelError(f"deploy.mode {cfg.deploy.mode!r} is not available yet; use 'local'")
-    reg = Registry(cfg.registry.uri, cfg.name)
-    previous = reg.promote(version, reason=f"gate passed in run {run_id}")
-    return _timed({"version": version, "previous": previous, "mode": "local"}, t0)
+    return _timed(deploy_version(_cfg(config_json), version, run_id), t0)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ctloop.config import TrainingConfig
 from ctloop.errors import ConfigError, DataError
 from ctloop.model import prepare_frame, save_model
 from ctloop.profile import compute_profile
@@ -99,9 +100,20 @@ def train_sklearn(
 
 
 def train_model(
-    trainer: str, train: pd.DataFrame, schema: Schema, params: dict[str, Any], seed: int, out_dir: str | Path
+    trainer: str, train: pd.DataFrame, schema: Schema, params: dict[str, Any], seed: int, out_dir: str | Path,
+    training: TrainingConfig | None = None, progress: bool = False,
 ) -> dict[str, Any]:
-    """Dispatch to the configured trainer (``model.trainer``)."""
+    """Dispatch to the configured trainer (``model.trainer``).
+
+    ``training`` carries the torch trainer's checkpoint settings (``training.checkpoint_*``).
+    """
     if trainer == "sklearn":
         return train_sklearn(train, schema, params, seed, out_dir)
-    raise ConfigError(f"model.trainer: {trainer!r} is not available yet; use 'sklearn'")
+    if trainer == "torch":
+        from ctloop.torch_trainer.trainer import train_torch
+
+        t = training or TrainingConfig()
+        return train_torch(train, schema, params, seed, out_dir, checkpoint_uri=t.checkpoint_uri,
+                           checkpoint_every=t.checkpoint_every_steps, checkpoint_keep=t.checkpoint_keep,
+                           progress=progress)
+    raise ConfigError(f"model.trainer: {trainer!r} is not available; use 'sklearn' or 'torch'")

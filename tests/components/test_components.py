@@ -41,15 +41,16 @@ def test_components_chain(project: Path, tmp_path: Path) -> None:
     ds = art(tmp_path, "dataset")
     content_hash = c.ingest.python_func(config_json=cj, cutoff_date="", dataset=ds)
     assert len(content_hash) == 64 and ds.metadata["rows"] == 3000
-    report, summary = art(tmp_path, "report"), art(tmp_path, "summary")
-    c.validate.python_func(config_json=cj, dataset=ds, report=report, summary=summary)
+    report, html, summary = art(tmp_path, "report"), art(tmp_path, "html"), art(tmp_path, "summary")
+    assert c.validate.python_func(config_json=cj, dataset=ds, report=report, report_html=html, summary=summary)
     assert json.loads(Path(report.path).read_text())["passed"] is True
-    assert "PASSED" in Path(summary.path).read_text()
+    assert "<html" in Path(html.path).read_text().lower()
+    c.validate_gate.python_func(config_json=cj, report=report)
     tr, te, rc = art(tmp_path, "train"), art(tmp_path, "test"), art(tmp_path, "recent")
     c.split.python_func(config_json=cj, dataset=ds, train=tr, test=te, recent=rc)
     assert tr.metadata["rows"] + te.metadata["rows"] == 3000 and 0 < rc.metadata["rows"] < te.metadata["rows"]
     model = art(tmp_path, "model")
-    c.train.python_func(config_json=cj, train=tr, model=model)
+    c.train.python_func(config_json=cj, train=tr, model=model, metrics=art(tmp_path, "train-metrics"))
     assert (Path(model.path) / "model.json").exists()
     metrics, decision, md = art(tmp_path, "metrics"), art(tmp_path, "decision"), art(tmp_path, "md")
     passed = c.evaluate.python_func(config_json=cj, model=model, test=te, recent=rc, metrics=metrics,
@@ -59,7 +60,8 @@ def test_components_chain(project: Path, tmp_path: Path) -> None:
                                      run_id="run-1", kfp_run_name="ignored", trigger_json='{"cause":"manual"}')
     assert version == 1
     out = json.loads(c.deploy.python_func(config_json=cj, version=version, run_id="run-1", kfp_run_name=""))
-    assert out == {"version": 1, "previous": None, "mode": "local", "step_seconds": out["step_seconds"]}
+    assert out == {"version": 1, "previous": None, "promoted": True, "mode": "local",
+                   "step_seconds": out["step_seconds"]}
     reg = Registry(cfg.registry.uri, cfg.name)
     meta = reg.get("champion").metadata
     assert meta["run_id"] == "run-1" and meta["data"]["content_hash"] == content_hash
@@ -73,11 +75,14 @@ def test_validate_component_fails_closed(project: Path, tmp_path: Path) -> None:
     import pandas as pd
 
     pd.read_parquet(ds.path).drop(columns=["region"]).to_parquet(ds.path)
-    report, summary = art(tmp_path, "report"), art(tmp_path, "summary")
-    with pytest.raises(DataValidationError, match="column 'region'"):
-        c.validate.python_func(config_json=cj, dataset=ds, report=report, summary=summary)
+    report, html, summary = art(tmp_path, "report"), art(tmp_path, "html"), art(tmp_path, "summary")
+    # validate publishes its reports and says "not passed"; the gate step then stops the run
+    assert c.validate.python_func(config_json=cj, dataset=ds, report=report, report_html=html,
+                                  summary=summary) is False
     assert json.loads(Path(report.path).read_text())["passed"] is False
-    assert "FAILED" in Path(summary.path).read_text()
+    assert "region" in Path(summary.path).read_text()
+    with pytest.raises(DataValidationError, match="region"):
+        c.validate_gate.python_func(config_json=cj, report=report)
 
 
 def test_components_use_configured_image_and_no_kfp_install() -> None:

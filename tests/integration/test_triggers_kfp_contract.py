@@ -136,7 +136,9 @@ def test_kfp_submitter_against_recorded_v2beta1_contract(tmp_path: Path, kfp_ser
     params = body["runtime_config"]["parameters"]
     assert json.loads(params["config_json"]) == json.loads(cfg.to_json())
     assert json.loads(params["trigger_json"]) == req.trigger and params["run_id"] == req.run_id
-    assert body["pipeline_spec"]["pipelineInfo"]["name"]
+    # with a platform spec (kfp-kubernetes: GPU spot scheduling) the client nests both specs
+    spec = body["pipeline_spec"].get("pipeline_spec", body["pipeline_spec"])
+    assert spec["pipelineInfo"]["name"]
     # the same run again (e.g. recovery after a crash): found by its name, not created twice
     again = sub.submit(req)
     assert again.external_id == first.external_id

@@ -35,8 +35,8 @@ def test_pipeline_registers_a_champion(project: Path) -> None:
     assert len(champ.metadata["data"]["content_hash"]) == 64
     assert champ.metadata["data"]["rows"] == 3000
     done = [t for t, s in events if s == "succeeded"]
-    assert done == ["ingest", "validate", "split", "train", "evaluate", "register", "deploy"]
-    assert set(result.step_seconds) == set(done)
+    assert done == ["ingest", "validate", "validate-gate", "split", "train", "evaluate", "register", "deploy"]
+    assert {s.replace("_", "-") for s in result.step_seconds} == set(done)
 
 
 def test_gate_rejects_and_registry_unchanged(tmp_path: Path) -> None:
@@ -60,6 +60,7 @@ def test_bad_data_is_rejected_with_exit_3(tmp_path: Path) -> None:
     result = run_local(cfg)
     assert result.status == "data_rejected" and result.exit_code == 3
     assert result.error["step"] == "ingest"
+    assert "missing partitions" in result.error["message"]
     assert "missing partitions for 2026-01-05" in result.error["message"]
     assert tree_bytes(Path(cfg.registry.uri)) == before
 
@@ -67,7 +68,7 @@ def test_bad_data_is_rejected_with_exit_3(tmp_path: Path) -> None:
 def test_compiled_yaml_matches_committed(tmp_path: Path) -> None:
     out = compile_pipeline(tmp_path / "pipeline.yaml")
     assert out.read_text() == COMPILED.read_text(), "run `ctloop compile` and commit pipelines/training/pipeline.yaml"
-    spec = yaml.safe_load(out.read_text())
+    spec = next(yaml.safe_load_all(out.read_text()))  # 2nd document: the Kubernetes platform spec
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"config_json", "trigger_json", "run_id",
                                                                     "cutoff_date"}
     dag = spec["root"]["dag"]["tasks"]

@@ -34,7 +34,7 @@ def test_missing_column_and_extra_column(frame) -> None:  # type: ignore[no-unty
 
 def test_strings_in_numeric_column(frame) -> None:  # type: ignore[no-untyped-def]
     bad = frame.assign(age=frame.age.astype(str))
-    with pytest.raises(DataValidationError, match="column 'age': check 'dtype_numeric'"):
+    with pytest.raises(DataValidationError, match="column 'age': check 'dtype'"):
         enforce(bad, example_schema(), "batch")
 
 

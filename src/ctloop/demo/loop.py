@@ -227,14 +227,17 @@ def _first_champion(cfg: ProjectConfig, say: Progress) -> int:
 
 def _closed_loop(stack: contextlib.ExitStack, root: Path, cfg: ProjectConfig, s: DemoSettings, mode: str,
                  bins: tuple[str, str] | None, ports: dict[str, int], champion0: int, say: Progress) -> DemoResult:
-    from ctloop.demo.compose import watcher_with_triggers
     from ctloop.model import load_model
     from ctloop.triggers.service import read_token
+    from ctloop.watcher.server import build_service
 
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
-    metrics = CollectorRegistry()
-    app, svc = watcher_with_triggers(cfg, metrics, tick_seconds=0.2)
+    metrics = CollectorRegistry()  # drift and trigger metrics; the embedded evaluator reads it
+    app, svc = build_service(cfg, metrics, triggers=True)  # the watcher with the trigger routes mounted
+    svc.tick_seconds = 0.2
+    svc.start()
+    stack.callback(svc.stop)
     watcher_state = app.state.watcher
     watcher = stack.enter_context(asgi_in_thread(app, ports["watcher"]))
     wait_until(lambda: watcher_state.version == champion0, 60, "the watcher to load the champion's reference")

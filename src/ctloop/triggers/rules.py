@@ -83,7 +83,9 @@ def rule_groups(cfg: ProjectConfig) -> dict[str, Any]:
 
 
 def _cluster_endpoint(cfg: ProjectConfig) -> str:
-    return cfg.triggers.cluster_endpoint or f"http://{cfg.name}-watcher.{cfg.kfp.namespace}.svc:8080"
+    from ctloop.manifests.base import watcher_endpoint
+
+    return cfg.triggers.cluster_endpoint or watcher_endpoint(cfg)
 
 
 def _route(cfg: ProjectConfig) -> dict[str, Any]:
@@ -182,45 +184,11 @@ def alertmanager_config_crd(cfg: ProjectConfig) -> dict[str, Any]:
 
 
 def schedule_cronjob(cfg: ProjectConfig) -> dict[str, Any]:
-    """A CronJob that posts a schedule trigger to the watcher (used when ``schedule_by: cronjob``)."""
-    url = _cluster_endpoint(cfg) + "/trigger"
-    script = (
-        'curl -sS --fail-with-body -X POST -H "Authorization: Bearer $(cat /var/run/ctloop/token)" '
-        f"-H 'Content-Type: application/json' -d '{{\"source\":\"schedule\"}}' {url}"
-    )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {"name": f"{cfg.name}-schedule", "labels": _labels(cfg)},
-        "spec": {
-            "schedule": cfg.triggers.schedule,
-            "timeZone": "Etc/UTC",
-            "concurrencyPolicy": "Forbid",
-            "jobTemplate": {
-                "spec": {
-                    "backoffLimit": 3,
-                    "template": {
-                        "spec": {
-                            "restartPolicy": "OnFailure",
-                            "containers": [
-                                {
-                                    "name": "post",
-                                    "image": "curlimages/curl:8.10.1",
-                                    "command": ["sh", "-c", script],
-                                    "volumeMounts": [
-                                        {"name": "token", "mountPath": "/var/run/ctloop", "readOnly": True}
-                                    ],
-                                }
-                            ],
-                            "volumes": [
-                                {"name": "token", "secret": {"secretName": cfg.triggers.token_secret}}
-                            ],
-                        }
-                    },
-                }
-            },
-        },
-    }
+    """A CronJob that posts a schedule trigger to the watcher (used when ``schedule_by: cronjob``):
+    the hardened one from :mod:`ctloop.manifests.base`."""
+    from ctloop.manifests.base import cron_job
+
+    return cron_job(cfg, _cluster_endpoint(cfg) + "/trigger")
 
 
 def _dump(doc: dict[str, Any], header: str) -> str:

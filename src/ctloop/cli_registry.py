@@ -1,0 +1,195 @@
+"""``ctloop registry ...``: list, show, promote, rollback, diff, lineage (``--json`` on each)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ctloop.lineage import describe_trigger
+
+registry_app = typer.Typer(help="Inspect and move the model registry (versions, aliases, lineage).",
+                           no_args_is_help=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+RefArg = Annotated[str, typer.Argument(help="Version number or alias (champion, previous).")]
+
+
+def _registry(config: Path):  # type: ignore[no-untyped-def]
+    from ctloop.config import load_config
+    from ctloop.registry import Registry
+
+    cfg = load_config(config)
+    return Registry(cfg.registry.uri, cfg.name)
+
+
+def _out() -> Console:
+    return Console(file=sys.stdout, highlight=False)
+
+
+def _echo_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, default=float, sort_keys=True))
+
+
+def _f(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4f}"
+    return "-" if v is None else str(v)
+
+
+@registry_app.command("list")
+def registry_list(config: ConfigOpt, json_out: JsonOpt = False) -> None:
+    """List registered versions with aliases, trigger and holdout metrics."""
+    reg = _registry(config)
+    champion, previous = reg.alias("champion"), reg.alias("previous")
+    rows = []
+    for v in reg.versions():
+        m = reg.get(v).metadata
+        aliases = [a for a, x in (("champion", champion), ("previous", previous)) if x == v]
+        rows.append({"version": v, "aliases": aliases, "registered_at": m.get("registered_at"),
+                     "run_id": m.get("run_id"), "trigger": (m.get("trigger") or {}).get("cause"),
+                     "parent": m.get("parent"), "gate_passed": (m.get("decision") or {}).get("passed"),
+                     "metrics": m.get("metrics", {})})
+    if json_out:
+        _echo_json(rows)
+        return
+    t = Table(title=f"registry {reg.uri} / {reg.name}")
+    cols = ("version", "aliases", "registered", "trigger", "parent", "gate", "roc_auc", "accuracy", "run")
+    for col in cols:
+        t.add_column(col)
+    for r in rows:
+        gate = {True: "passed", False: "FAILED", None: "-"}[r["gate_passed"]]
+        t.add_row(str(r["version"]), ",".join(r["aliases"]), str(r["registered_at"]), str(r["trigger"]),
+                  _f(r["parent"]), gate, _f(r["metrics"].get("roc_auc")), _f(r["metrics"].get("accuracy")),
+                  str(r["run_id"]))
+    _out().print(t)
+
+
+@registry_app.command("show")
+def registry_show(ref: RefArg, config: ConfigOpt, json_out: JsonOpt = False) -> None:
+    """Show one version's metadata (by number, or ``champion`` / ``previous``)."""
+    reg = _registry(config)
+    mv = reg.get(ref)
+    doc = {"version": mv.version, "model_uri": mv.model_uri, **mv.metadata}
+    if json_out:
+        _echo_json(doc)
+        return
+    _out().print_json(json.dumps(doc, default=float))
+
+
+@registry_app.command("champion")
+def registry_champion(config: ConfigOpt, json_out: JsonOpt = False) -> None:
+    """Show the champion version (same as ``show champion``)."""
+    registry_show("champion", config, json_out)
+
+
+@registry_app.command("promote")
+def registry_promote(
+    version: Annotated[int, typer.Argument(help="Version number to make the champion.")],
+    config: ConfigOpt,
+    force: Annotated[bool, typer.Option(help="Promote although its gate failed (needs --reason).")] = False,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the alias document and event log.")] = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """Make VERSION the champion; the old champion becomes ``previous``."""
+    reg = _registry(config)
+    why = reason if (reason or force) else "manual promotion"  # a forced promotion must say why
+    old = reg.promote(version, reason=why, force=force)
+    doc = {"champion": version, "previous": reg.alias("previous"), "replaced": old, "forced": force,
+           "reason": why}
+    if json_out:
+        _echo_json(doc)
+        return
+    _out().print(f"champion is now v{version} (was {_f(old)}){' [forced]' if force else ''}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    config: ConfigOpt,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the alias document and event log.")] = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """Restore the previous champion (swaps ``champion`` and ``previous``)."""
+    reg = _registry(config)
+    restored, rolled_back = reg.rollback(reason)
+    doc = {"champion": restored, "previous": rolled_back}
+    if json_out:
+        _echo_json(doc)
+        return
+    _out().print(f"rolled back: champion is v{restored} again (v{rolled_back} is now previous)")
+
+
+@registry_app.command("diff")
+def registry_diff(
+    a: Annotated[str, typer.Argument(help="First version or alias.")],
+    b: Annotated[str, typer.Argument(help="Second version or alias.")],
+    config: ConfigOpt,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare two versions: metrics (b - a), data window and hash, config, code, trigger, parent."""
+    d = _registry(config).diff(a, b)
+    if json_out:
+        _echo_json(d)
+        return
+    t = Table(title=f"v{d['a']} → v{d['b']}")
+    for col in ("field", f"v{d['a']}", f"v{d['b']}", "Δ / same"):
+        t.add_column(col)
+    for k, m in d["metrics"].items():
+        t.add_row(k, _f(m["a"]), _f(m["b"]), f"{m['delta']:+.4f}" if m["delta"] is not None else "-")
+    for k, f in d["fields"].items():
+        t.add_row(k, _f(f["a"]), _f(f["b"]), "same" if f["same"] else "[yellow]differs[/]")
+    _out().print(t)
+
+
+@registry_app.command("lineage")
+def registry_lineage(ref: RefArg, config: ConfigOpt, json_out: JsonOpt = False) -> None:
+    """Why was this model trained: trigger, run, data window, parent, decision, promotions."""
+    lin = _registry(config).lineage(ref)
+    if json_out:
+        _echo_json(lin)
+        return
+    data = lin.get("data") or {}
+    dec = lin["decision"]
+    code = lin.get("code_version") or {}
+    out = _out()
+    out.print(f"[bold]v{lin['version']}[/] of {lin['model_name']} (registered {lin['registered_at']})"
+              + (f" — aliases: {', '.join(lin['aliases'])}" if lin["aliases"] else ""))
+    out.print(f"  trigger : {describe_trigger(lin.get('trigger'))}")
+    out.print(f"  run     : {lin.get('run_id')}")
+    out.print(f"  data    : {data.get('source')} {data.get('first_day')}..{data.get('last_day')} "
+              f"({data.get('rows')} rows, sha256 {str(data.get('content_hash'))[:12]})")
+    out.print(f"  config  : sha256 {str(lin.get('config_hash'))[:12]}; code ctloop {code.get('ctloop')} "
+              f"(sources {str(code.get('source_sha256'))[:12]})")
+    chain = " ← ".join(f"v{a['version']}" for a in lin["ancestors"]) or "none (first champion)"
+    out.print(f"  parent  : {chain}")
+    outcome = "passed" if dec["passed"] else "FAILED"
+    vs = f" against champion v{dec['compared_with']}" if dec.get("compared_with") else ""
+    out.print(f"  gate    : {outcome}{vs}")
+    for r in dec["failed_checks"]:
+        out.print(f"    - {r}")
+    for e in lin["events"]:
+        extra = " [forced]" if e.get("forced") else ""
+        out.print(f"  event   : {e['at']} {e['action']} v{e['version']}{extra} — {e.get('reason', '')}")
+
+
+@registry_app.command("history")
+def registry_history(config: ConfigOpt, json_out: JsonOpt = False) -> None:
+    """The promotion / rollback audit log."""
+    events = _registry(config).events()
+    if json_out:
+        _echo_json(events)
+        return
+    t = Table(title="alias events")
+    for col in ("at", "action", "version", "replaced", "forced", "user", "reason"):
+        t.add_column(col)
+    for e in events:
+        t.add_row(e["at"], e["action"], str(e["version"]), _f(e.get("replaced")), str(bool(e.get("forced"))),
+                  str(e.get("user")), str(e.get("reason", "")))
+    _out().print(t)
