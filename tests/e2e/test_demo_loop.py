@@ -43,6 +43,9 @@ def _assert_closed_loop(r: DemoResult, mode: str) -> None:
     assert meta["run_id"] == run["run_id"] and meta["trigger"]["trigger_id"] == run["id"]
     assert meta["trigger"]["cause"] == "drift" and meta["parent"] == 1
     assert reg.get(1).metadata["trigger"]["cause"] == "bootstrap"
+    # the gate compared the challenger with the champion (v1) on the recent slice, and it passed
+    recent = [c for c in meta["decision"]["checks"] if c["name"].startswith("beat_champion_recent")]
+    assert recent and all(c["passed"] for c in recent) and "champion v1" in recent[0]["reason"]
     # the server answers with the new version after the swap; the drifted day before it was served by v1
     assert r.served_version == 2
     drift_start = SETTINGS["stable_days"]  # index of the first drifted replayed day
