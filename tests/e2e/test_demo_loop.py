@@ -87,7 +87,7 @@ def test_cli_demo_with_embedded_evaluator_gives_the_same_outcome(tmp_path: Path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "champion: v2" in res.stdout and "closed loop" in res.stdout
     doc = json.loads((out / "demo.json").read_text())
-    from ctloop.demo.loop import DayRecord
+    from ctloop.demo.record import DayRecord
 
     doc["days"] = [DayRecord(**d) for d in doc["days"]]
     _assert_closed_loop(DemoResult(**doc), "embedded")

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ctloop.config import parse_config
 from ctloop.data import list_partitions
-from ctloop.demo.loop import DayRecord, DemoResult
+from ctloop.demo.record import DayRecord, DemoResult
 from ctloop.demo.report import collapse_duplicates, html_report, timeline_table, timing_table, triggers_table
 from ctloop.demo.scenario import DemoSettings, demo_config, write_project
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ctloop.demo.loop import DemoResult
+from ctloop.demo.record import DemoResult
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf", "#393b79", "#637939"]
