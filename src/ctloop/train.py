@@ -105,7 +105,8 @@ def train_model(
 ) -> dict[str, Any]:
     """Dispatch to the configured trainer (``model.trainer``).
 
-    ``training`` carries the torch trainer's checkpoint settings (``training.checkpoint_*``).
+    ``training`` carries the torch trainer's checkpoint settings (``training.checkpoint_*``); without it
+    the torch trainer does not checkpoint (a library call never writes into the working directory).
     """
     if trainer == "sklearn":
         return train_sklearn(train, schema, params, seed, out_dir)
@@ -113,7 +114,8 @@ def train_model(
         from ctloop.torch_trainer.trainer import train_torch
 
         t = training or TrainingConfig()
-        return train_torch(train, schema, params, seed, out_dir, checkpoint_uri=t.checkpoint_uri,
+        return train_torch(train, schema, params, seed, out_dir,
+                           checkpoint_uri=t.checkpoint_uri if training is not None else None,
                            checkpoint_every=t.checkpoint_every_steps, checkpoint_keep=t.checkpoint_keep,
                            progress=progress)
     raise ConfigError(f"model.trainer: {trainer!r} is not available; use 'sklearn' or 'torch'")
