@@ -117,6 +117,8 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
         return obj["spec"]
     if kind == "CronJob":
         return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if kind == "ServingRuntime":  # KServe builds the model server's pods from its containers
+        return obj["spec"]
     if kind in WORKLOAD_KINDS:
         return obj["spec"]["template"]["spec"]
     return None

@@ -98,10 +98,29 @@ def build_servingruntime(cfg: ProjectConfig) -> Any:
     """The ``ServingRuntime`` that runs ``ctloop serve`` for the ``ctloop`` model format."""
     import_kserve()
     from kserve import V1alpha1ServingRuntime, V1alpha1ServingRuntimeSpec, V1alpha1SupportedModelFormat
-    from kubernetes.client import V1Container, V1ContainerPort, V1ObjectMeta
-
+    from kubernetes.client import (
+        V1Capabilities,
+        V1Container,
+        V1ContainerPort,
+        V1EmptyDirVolumeSource,
+        V1ObjectMeta,
+        V1ResourceRequirements,
+        V1SeccompProfile,
+        V1SecurityContext,
+        V1Volume,
+        V1VolumeMount,
+    )
 
     sc = cfg.serving
+    r = sc.resources
+    hardened = V1SecurityContext(
+        run_as_non_root=True,
+        run_as_user=10001,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
+        capabilities=V1Capabilities(drop=["ALL"]),
+        seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+    )
     args = ["serve", "--config", f"{CONFIG_MOUNT}/ctloop.yaml", "--host", "0.0.0.0", "--port", "8080",
             "--model-dir", "/mnt/models"]
     return V1alpha1ServingRuntime(
@@ -112,9 +131,16 @@ def build_servingruntime(cfg: ProjectConfig) -> Any:
         spec=V1alpha1ServingRuntimeSpec(
             supported_model_formats=[V1alpha1SupportedModelFormat(name=MODEL_FORMAT, auto_select=True)],
             protocol_versions=["v1", "v2"],
-            containers=[V1Container(name="kserve-container", image=cfg.kfp.images.runtime,
-                                    command=["ctloop"], args=args,
-                                    ports=[V1ContainerPort(container_port=8080, protocol="TCP")])],
+            containers=[V1Container(
+                name="kserve-container", image=cfg.kfp.images.runtime, command=["ctloop"], args=args,
+                ports=[V1ContainerPort(container_port=8080, protocol="TCP")],
+                resources=V1ResourceRequirements(requests={"cpu": r.cpu_request, "memory": r.memory_request},
+                                                 limits={"cpu": r.cpu_limit, "memory": r.memory_limit}),
+                security_context=hardened,
+                volume_mounts=[V1VolumeMount(name="tmp", mount_path="/tmp")],  # writable scratch only
+            )],
+            volumes=[V1Volume(name="tmp", empty_dir=V1EmptyDirVolumeSource(size_limit="256Mi"))],
+            node_selector=dict(sc.node_selector),  # the on-demand pool, like the predictor
         ),
     )
 
