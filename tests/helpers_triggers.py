@@ -11,8 +11,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from ctloop.config import ProjectConfig, load_config
+from ctloop.demo.stack import managed_process
 from ctloop.triggers.submitters import RunRequest, RunUpdate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,22 +176,8 @@ def managed(
     cmd: list[str], log: Path, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a process (own process group) and always stop it."""
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True
-        )
-    try:
+    with managed_process(cmd, log, env=env, cwd=REPO) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
 
 
 def server_cmd(config: Path, port: int, submissions: Path) -> list[str]:

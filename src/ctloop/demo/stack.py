@@ -56,12 +56,14 @@ def http_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def managed_process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def managed_process(cmd: list[str], log: Path, env: dict[str, str] | None = None,
+                    cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``cmd`` in its own process group with output to ``log``; always stop it (TERM, then KILL)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as fh:
         try:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                    start_new_session=True)
         except OSError as exc:
             raise DemoError(f"cannot start {cmd[0]} ({exc})") from exc
     try:
