@@ -56,6 +56,7 @@ class DataConfig(_Section):
 
     source: str = Field(description="fsspec URI or path of the partitioned parquet source (date=YYYY-MM-DD/)")
     target: str = "label"
+    id_column: str = Field("id", min_length=1, description="row id column: never a feature; joins labels")
     window_days: int = Field(30, ge=1, le=3660)
     recent_days: int = Field(3, ge=1, le=365)
     test_fraction: UnitFloat = 0.25
@@ -325,6 +326,56 @@ class DriftConfig(_Section):
         return value
 
 
+class LabelsConfig(_Section):
+    """Delayed labels: how long predictions wait for their label, and how labels get in."""
+
+    max_delay: str = Field("30d", description="predictions older than this are dropped from the store (duration)")
+    max_predictions: int = Field(1_000_000, ge=1, description="the store keeps at most this many predictions")
+    store: str = Field("state/predictions.sqlite", description="prediction store file (SQLite, WAL)")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest POST /labels body")
+    allowed_from: dict[str, str] = Field(
+        default_factory=lambda: {"ctloop.io/label-feed": "true"},
+        description="pod labels of the label feed that the watcher's NetworkPolicy admits",
+    )
+
+    @field_validator("max_delay")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a duration (e.g. 30d, 12h)")
+        return value
+
+
+class PerformanceConfig(_Section):
+    """Realized and estimated model quality, and the performance-drop alert."""
+
+    window_rows: int = Field(1000, ge=10, description="labelled predictions in the realized-performance window")
+    metric: Literal["accuracy", "roc_auc"] = "accuracy"
+    min: UnitFloat | None = Field(None, description="alert when the realized metric falls below this")
+    max_drop: UnitFloat | None = Field(
+        0.05, description="alert when the realized metric is this far below the serving version's gate value"
+    )
+    min_labelled: int = Field(200, ge=1, description="labelled rows needed before the alert can fire")
+    min_slice_rows: int = Field(30, ge=1, description="slices with fewer labelled rows are not reported")
+    alert_for: str = "1m"
+    estimated_window_rows: int = Field(1000, ge=10, description="predictions per estimated-performance window")
+    estimated_min: UnitFloat | None = Field(None, description="optional alert on the estimated metric")
+
+    @field_validator("alert_for")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus duration (e.g. 30s, 5m, 1h)")
+        return value
+
+
+class MonitoringConfig(_Section):
+    """Model quality in the loop: delayed labels and realized/estimated performance."""
+
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+
+
 class TriggersConfig(_Section):
     """Trigger policy settings (alerts, schedule, new-data volume, manual → at most one run per episode)."""
 
@@ -458,6 +509,7 @@ class ProjectConfig(_Section):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
 
