@@ -27,7 +27,7 @@ def _registry(config: Path):  # type: ignore[no-untyped-def]
     from ctloop.registry import Registry
 
     cfg = load_config(config)
-    return Registry(cfg.registry.uri, cfg.name)
+    return Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
 
 
 def _out() -> Console:

@@ -37,7 +37,7 @@ def deploy_version(cfg: ProjectConfig, version: int, run_id: str) -> dict[str, A
     Raises:
         DeployError: When the push or patch failed (champion untouched).
     """
-    reg = Registry(cfg.registry.uri, cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
     reason = f"gate passed in run {run_id}"
     mv = reg.get(version)
     # versions registered by the pipeline name the champion their gate compared against

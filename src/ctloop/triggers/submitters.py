@@ -129,7 +129,7 @@ class LocalSubmitter:
         """A run that already registered a version (e.g. before a restart)."""
         from ctloop.registry import Registry
 
-        reg = Registry(self.cfg.registry.uri, self.cfg.name)
+        reg = Registry(self.cfg.registry.uri, self.cfg.name, self.cfg.registry.single_writer)
         for v in reversed(reg.versions()):
             if reg.get(v).metadata.get("run_id") == run_id:
                 return RunUpdate("succeeded", external_id=run_id, version=v)
