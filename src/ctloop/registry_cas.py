@@ -138,11 +138,12 @@ class S3Cas:
     def __init__(self, fs: Any) -> None:
         try:
             import boto3
-            from botocore.exceptions import ClientError
+            from botocore.exceptions import BotoCoreError, ClientError
         except ImportError as exc:
             raise RegistryError("s3:// registries need boto3 for conditional writes "
                                 "(pip install boto3 s3fs)") from exc
         self._error = ClientError
+        self._boto_error = BotoCoreError
         ck = dict(getattr(fs, "client_kwargs", None) or {})
         endpoint = ck.get("endpoint_url") or getattr(fs, "endpoint_url", None) or os.environ.get(
             "AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -172,6 +173,8 @@ class S3Cas:
             if self._code(exc)[0] in ("NoSuchKey", "404") or self._code(exc)[1] == 404:
                 return None
             raise self._fail("read", path, exc) from exc
+        except self._boto_error as exc:
+            raise self._fail("read", path, exc) from exc
 
     def _put(self, path: str, data: bytes, **cond: str) -> bool:
         bucket, key = _split(path)
@@ -184,6 +187,8 @@ class S3Cas:
                 return False
             if "IfMatch" in cond and (status == 404 or code == "NoSuchKey"):
                 return False
+            raise self._fail("conditional write", path, exc) from exc
+        except self._boto_error as exc:
             raise self._fail("conditional write", path, exc) from exc
 
     def create(self, path: str, data: bytes) -> bool:
@@ -204,6 +209,8 @@ class S3Cas:
             code, status = self._code(exc)
             if status in (404, 409, 412) or code in ("PreconditionFailed", "NoSuchKey"):
                 return False
+            raise self._fail("conditional delete", path, exc) from exc
+        except self._boto_error as exc:
             raise self._fail("conditional delete", path, exc) from exc
 
 
