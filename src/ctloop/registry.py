@@ -439,7 +439,7 @@ class Registry:
         intent = got[0]["intent"]
         return RegistryError(f"{self._where()}: a deploy of v{intent.get('version')} claimed the promotion at "
                              f"{intent.get('at')} and has not finished; retry after it, or run "
-                             f"`ctloop deploy recover` if that deploy died")
+                             f"`ctloop registry recover` if that deploy died")
 
     def _transaction(self, plan: Any, intent: dict[str, Any] | None = None) -> Any:
         """Run ``plan(versions) -> (aliases, event, result)`` as a compare-and-swap transaction.
@@ -563,10 +563,12 @@ class Registry:
 
     # -- deploy claims (promotion intents) --------------------------------------
     def claim_promotion(self, version: int, reason: str, expected_champion: int | None,
-                        intent: dict[str, Any]) -> str | None:
-        """Claim the promotion of ``version`` before delivering it; returns the claim id.
+                        intent: dict[str, Any]) -> tuple[str | None, int | None]:
+        """Claim the promotion of ``version`` before delivering it.
 
-        Returns ``None`` when ``version`` already is the champion (nothing to claim).
+        Returns:
+            ``(claim id, current champion)``; the claim id is ``None`` when ``version`` already is the
+            champion (nothing to claim).
 
         Raises:
             RegistryError: The champion is not ``expected_champion`` (the claim is lost; deliver
@@ -574,7 +576,9 @@ class Registry:
         """
         out = self._transaction(self._promote_plan(version, reason, False, expected_champion),
                                 intent={**intent, "version": version})
-        return out[1] if isinstance(out, tuple) else None
+        if isinstance(out, tuple):
+            return out[1], out[0]
+        return None, out
 
     def pending_intent(self) -> dict[str, Any] | None:
         """The promotion claim in flight (its ``intent`` plus target ``aliases``), or ``None``."""
