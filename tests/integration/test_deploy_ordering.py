@@ -119,3 +119,19 @@ def test_failed_delivery_withdraws_the_claim(gitops, tmp_path: Path) -> None:  #
     assert _agree(cfg) == v1
     events = [e["action"] for e in reg.events()]
     assert events == ["promote"]  # nothing recorded for the withdrawn claim
+
+
+def test_registry_recover_cli(gitops) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.conftest import run_cli
+
+    cfg = gitops["cfg"]
+    v1 = register(cfg, gitops["tmp"], "run-1", "manual")
+    cfg_path = gitops["tmp"] / "proj" / "ctloop.yaml"
+    _kill_at(cfg_path, v1, "delivered")
+    proc = run_cli("registry", "recover", "--config", str(cfg_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["action"] == "committed" and doc["version"] == v1
+    assert _agree(cfg) == v1
+    again = run_cli("registry", "recover", "--config", str(cfg_path))
+    assert again.returncode == 0 and "no promotion claim" in again.stdout
