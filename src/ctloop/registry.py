@@ -619,6 +619,7 @@ class Registry:
         """The promotion/rollback audit log, oldest first."""
         self._recover_if_pending()
         base = self._p("events")
+        self._fresh()
         try:
             if not self.fs.exists(base):
                 return []

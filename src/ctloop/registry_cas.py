@@ -235,18 +235,20 @@ class GcsCas:
         return self.client.bucket(bucket).blob(key)
 
     def read(self, path: str) -> tuple[bytes, str] | None:
-        """The object's bytes at its current generation."""
+        """The object's bytes at its current generation (re-read when it changes meanwhile)."""
         bucket, key = _split(path)
-        try:
-            blob = self.client.bucket(bucket).get_blob(key)
-            if blob is None:
-                return None
-            data = blob.download_as_bytes(if_generation_match=blob.generation)
-        except (self._gexc.NotFound, self._gexc.PreconditionFailed):
-            return None  # deleted (or replaced) while being read: absent for this attempt
-        except self._gexc.GoogleAPIError as exc:
-            raise RegistryError(f"gs://{path}: read failed ({exc})") from exc
-        return data, str(blob.generation)
+        for _ in range(10):
+            try:
+                blob = self.client.bucket(bucket).get_blob(key)
+                if blob is None:
+                    return None
+                data = blob.download_as_bytes(if_generation_match=blob.generation)
+                return data, str(blob.generation)
+            except (self._gexc.NotFound, self._gexc.PreconditionFailed):
+                continue  # deleted or replaced between the two requests: look again
+            except self._gexc.GoogleAPIError as exc:
+                raise RegistryError(f"gs://{path}: read failed ({exc})") from exc
+        raise RegistryError(f"gs://{path}: the object keeps changing while being read; retry")
 
     def _upload(self, path: str, data: bytes, generation: int) -> bool:
         try:
@@ -266,9 +268,13 @@ class GcsCas:
         return self._upload(path, data, int(token))
 
     def delete(self, path: str, token: str) -> bool:
-        """Delete with ``ifGenerationMatch=<generation>``."""
+        """Delete with ``ifGenerationMatch=<generation>`` (after checking it, for emulators that ignore it)."""
+        bucket, key = _split(path)
         try:
-            self._blob(path).delete(if_generation_match=int(token))
+            blob = self.client.bucket(bucket).get_blob(key)
+            if blob is None or str(blob.generation) != token:
+                return False
+            blob.delete(if_generation_match=int(token))
             return True
         except (self._gexc.PreconditionFailed, self._gexc.NotFound):
             return False
