@@ -73,3 +73,9 @@ class TrainingInterrupted(ModelError):
 
 class DemoError(CtloopError, RuntimeError):
     """``ctloop demo``: a process did not start, or the loop did not close in time (see the named log)."""
+
+
+class RegistryStoreError(RegistryError, ConfigError):
+    """``registry.uri`` names a store the registry cannot keep consistent (no conditional writes)."""
+
+    exit_code = 2

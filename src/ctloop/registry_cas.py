@@ -18,7 +18,7 @@ import hashlib
 import os
 from typing import Any, Protocol
 
-from ctloop.errors import RegistryError
+from ctloop.errors import RegistryError, RegistryStoreError
 
 S3_PROTOCOLS = ("s3", "s3a")
 GCS_PROTOCOLS = ("gs", "gcs")
@@ -56,7 +56,8 @@ def cas_store(fs: Any, uri: str, single_writer: bool = False) -> CasStore:
     """The conditional-write store for an fsspec filesystem.
 
     Raises:
-        RegistryError: The store offers no conditional writes and ``single_writer`` is not set.
+        RegistryStoreError: The store offers no conditional writes and ``single_writer`` is not set
+            (a configuration error: exit 2).
     """
     protos = _protocols(fs)
     if any(p in LOCAL_PROTOCOLS for p in protos):
@@ -67,7 +68,7 @@ def cas_store(fs: Any, uri: str, single_writer: bool = False) -> CasStore:
         return GcsCas(fs)
     if single_writer:
         return SingleWriterCas(fs)
-    raise RegistryError(
+    raise RegistryStoreError(
         f"registry.uri {uri!r}: this store ({'/'.join(protos)}) offers no conditional writes, so "
         "concurrent registrations and promotions could overwrite each other; use a local folder, s3:// "
         "or gs://, or set registry.single_writer: true if only one process ever writes this registry")

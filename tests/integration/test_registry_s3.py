@@ -98,10 +98,25 @@ def test_8_concurrent_writers_on_s3(s3_server, tmp_path: Path) -> None:  # type:
     assert champion.cas.read(f"{champion.root}/aliases/{PENDING}") is None
 
 
-def test_unsupported_store_refused_unless_single_writer() -> None:
-    with pytest.raises(RegistryError, match=r"registry\.uri 'memory://x/r'.*single_writer"):
+def test_unsupported_store_refused_unless_single_writer(tmp_path: Path) -> None:
+    import yaml
+
+    from ctloop.errors import ConfigError
+    from tests.conftest import run_cli
+    from tests.helpers_triggers import trigger_project
+
+    with pytest.raises(RegistryError, match=r"registry\.uri 'memory://x/r'.*single_writer") as info:
         Registry("memory://x/r", "m")
+    assert isinstance(info.value, ConfigError)
     assert Registry("memory://x/r", "m", single_writer=True).cas.kind == "single_writer"
+    cfg = trigger_project(tmp_path / "p")
+    doc = yaml.safe_load(cfg.read_text())
+    cfg.write_text(yaml.safe_dump({**doc, "registry": {"uri": "memory://x/r"}}))
+    proc = run_cli("registry", "list", "--config", str(cfg))
+    assert proc.returncode == 2 and "registry.single_writer: true" in " ".join(proc.stderr.split())
+    cfg.write_text(yaml.safe_dump({**doc, "registry": {"uri": "memory://x/r", "single_writer": True}}))
+    proc = run_cli("registry", "list", "--config", str(cfg), "--json")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
 
 
 @pytest.mark.slow
