@@ -105,6 +105,11 @@ class LocalCas:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        dfd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dfd)  # the rename survives a power loss
+        finally:
+            os.close(dfd)
 
     def create(self, path: str, data: bytes) -> bool:
         """Create unless present (the flock makes check-then-write safe)."""
