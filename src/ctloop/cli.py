@@ -22,7 +22,9 @@ from rich.text import Text
 
 from ctloop import cli_serve
 from ctloop.cli_registry import registry_app
+from ctloop.console import make_console
 from ctloop.errors import ConfigError, CtloopError
+from ctloop.run_summary import gate_line, run_result_json
 
 app = typer.Typer(help="ctloop: continuous training for Kubeflow Pipelines.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -38,7 +40,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def _console(json_mode: bool = False) -> Console:
-    return Console(file=sys.stderr if json_mode else sys.stdout)
+    return make_console(stderr=json_mode)
 
 
 def _load(config: Path):  # type: ignore[no-untyped-def]
@@ -106,6 +108,7 @@ def run(
     trigger: Annotated[str, typer.Option(help="Trigger cause: manual, schedule, volume, drift.")] = "manual",
     reason: Annotated[str, typer.Option(help="Free-text reason recorded in the lineage.")] = "",
     cutoff: Annotated[str, typer.Option(help="Last day of the training window (default: newest).")] = "",
+    force: Annotated[bool, typer.Option(help="Retrain even when data, config and code equal the champion's.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the training pipeline under KFP's local runner."""
@@ -123,12 +126,10 @@ def run(
             states[task] = state
             live.update(_steps_table(states))
 
-        result = run_local(cfg, trigger=cause, cutoff_date=cutoff, on_event=on_event)
+        result = run_local(cfg, trigger=cause, cutoff_date=cutoff, on_event=on_event, force=force)
     console.print()
     if json_out:
-        typer.echo(json.dumps({"run_id": result.run_id, "status": result.status, "promoted": result.promoted,
-                               "version": result.version, "metrics": result.metrics,
-                               "error": result.error, "reports": result.reports}, default=float))
+        typer.echo(json.dumps(run_result_json(result), default=float))
     else:
         _print_result(console, result)
     raise typer.Exit(result.exit_code)
@@ -146,10 +147,15 @@ def _print_result(console: Console, result: Any) -> None:
     t.add_row("wall time", f"{result.wall_seconds:.1f} s")
     t.add_row("log", result.log_path)
     console.print(t)
+    if result.reason:
+        console.print(result.reason, markup=False, highlight=False)
     if result.decision:
         for c in result.decision.get("checks", []):
             mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
-            console.print(f"  gate {mark} {c['name']}: {c['reason']}")
+            console.print(f"  gate {mark} {c['name']}: {escape(str(c['reason']))}", highlight=False)
+        console.print(gate_line(result.decision), markup=False, highlight=False)
+    if result.champion is not None:
+        console.print(f"champion: v{result.champion}", markup=False, highlight=False)
     if result.error:
         console.print(f"[red]error in step {result.error.get('step')}[/]: "
                       f"{rich.markup.escape(str(result.error.get('message')))}", highlight=False)
@@ -231,7 +237,7 @@ def main() -> None:
     try:
         app()
     except CtloopError as exc:
-        Console(file=sys.stderr).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        make_console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
 
 
