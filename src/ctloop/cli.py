@@ -228,6 +228,9 @@ app.command("watch")(watch)
 from ctloop.cli_demo import demo  # noqa: E402
 
 app.command("demo")(demo)
+from ctloop.cli_status import status  # noqa: E402
+
+app.command("status")(status)
 
 _register_triggers(app)
 
