@@ -54,11 +54,15 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the example project.")],
     name: Annotated[str, typer.Option(help="Model name (a DNS label).")] = "churn",
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+    ci: Annotated[str | None, typer.Option(help="Also write a CI workflow running `ctloop check` (github).")] = None,
 ) -> None:
     """Write a working example project (ctloop.yaml + schema.yaml)."""
-    from ctloop.project import init_project
+    from ctloop.project import init_project, write_ci
 
-    for p in init_project(directory, name=name, force=force):
+    written = init_project(directory, name=name, force=force)
+    if ci:
+        written.append(write_ci(directory, ci, force=force))
+    for p in written:
         _console().print(f"wrote [bold]{p}[/]")
     _console().print(f"next: ctloop datagen --out {directory}/data --days 30 && "
                      f"ctloop run --config {directory}/ctloop.yaml")
@@ -228,7 +232,10 @@ app.command("watch")(watch)
 from ctloop.cli_demo import demo  # noqa: E402
 
 app.command("demo")(demo)
+from ctloop.cli_check import check  # noqa: E402
 from ctloop.cli_status import status  # noqa: E402
+
+app.command("check")(check)
 
 app.command("status")(status)
 
