@@ -225,6 +225,22 @@ def manifests_render(
         _console().print(f"wrote [bold]{p}[/]")
 
 
+@app.command("config-reference")
+def config_reference_cmd(
+    out: Annotated[Path | None, typer.Option(help="Write here (e.g. docs/config.md); default: stdout.")] = None,
+) -> None:
+    """Print (or write) the configuration reference generated from the config models."""
+    from ctloop.config_docs import config_reference
+
+    text = config_reference()
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    _console().print(f"wrote [bold]{out}[/]")
+
+
 from ctloop.cli_triggers import register as _register_triggers  # noqa: E402
 from ctloop.cli_watch import watch  # noqa: E402
 
