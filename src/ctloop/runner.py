@@ -24,7 +24,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TASK_START = re.compile(r"Executing task '([\w-]+)'")
 TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
 TASK_SKIP = re.compile(r"Skipping (?:conditional )?task ([\w-]+)")
-STEPS = ("ingest", "validate", "validate-gate", "split", "train", "evaluate", "register", "deploy")
+STEPS = ("ingest", "validate", "validate-gate", "split", "features", "train", "evaluate", "register", "deploy")
 
 EventCallback = Callable[[str, str], None]
 
