@@ -3,7 +3,8 @@
 Pure concept drift (``DriftSpec.concept_start``) changes only P(label | inputs): the inputs are drawn
 exactly as on a stable stream (same random draws), so every input-drift score stays flat.
 
-Each day is one partition ``date=YYYY-MM-DD/part-0.parquet`` holding features and the binary label.
+Each day is one partition ``date=YYYY-MM-DD/part-0.parquet`` holding a row id (``YYYYMMDD-N``, unique
+across the stream), the features and the binary label.
 A day's rows depend only on (seed, date, drift settings), so regenerating a range reproduces it.
 """
 
@@ -34,6 +35,7 @@ CATEGORICAL = {
     "channel": (["web", "mobile", "branch"], [0.45, 0.4, 0.15]),
 }
 TARGET = "label"
+ID = "id"
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ def concept_logit(
     )
 
 
-def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = None) -> pd.DataFrame:
+def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = None,
+                 id_column: str = ID) -> pd.DataFrame:
     """Generate one day of labelled rows.
 
     Args:
@@ -91,6 +94,7 @@ def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = N
         rows: Number of rows.
         seed: Stream seed.
         drift: Drift settings; ``None`` for a stable stream.
+        id_column: Name of the row id column (``data.id_column``).
     """
     drift = drift or DriftSpec()
     s = drift.strength(day)
@@ -131,6 +135,7 @@ def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = N
     label = (rng.random(n) < 1 / (1 + np.exp(-z))).astype("int64")
     df = pd.DataFrame(
         {
+            id_column: pd.Series([f"{day:%Y%m%d}-{i}" for i in range(n)], dtype="string"),
             "age": age.round(1),
             "income": income.round(2),
             "tenure_months": tenure.round(1),
@@ -156,6 +161,7 @@ def write_stream(
     seed: int,
     rows_per_day: int = 500,
     drift: DriftSpec | None = None,
+    id_column: str = ID,
 ) -> list[Path]:
     """Write ``days`` daily partitions under ``out`` and return the files written."""
     root = Path(out)
@@ -166,7 +172,7 @@ def write_stream(
         part.mkdir(parents=True, exist_ok=True)
         path = part / "part-0.parquet"
         tmp = part / ".part-0.parquet.tmp"
-        generate_day(day, rows_per_day, seed, drift).to_parquet(tmp, index=False)
+        generate_day(day, rows_per_day, seed, drift, id_column).to_parquet(tmp, index=False)
         tmp.replace(path)
         written.append(path)
     return written

@@ -73,3 +73,13 @@ class TrainingInterrupted(ModelError):
 
 class DemoError(CtloopError, RuntimeError):
     """``ctloop demo``: a process did not start, or the loop did not close in time (see the named log)."""
+
+
+class StoreError(CtloopError, RuntimeError):
+    """The prediction store cannot be opened, read or written (nothing of the failed batch is recorded)."""
+
+
+class LabelError(CtloopError, ValueError):
+    """A batch of labels is malformed (the message names the row index); nothing of it is recorded."""
+
+    exit_code = 3

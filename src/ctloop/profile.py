@@ -272,5 +272,11 @@ def compute_profile(
         shares = frame[target].value_counts(normalize=True)
         balance = {str(k): float(v) for k, v in shares.items()}
     return Profile(rows=len(frame), target=target, label_balance=balance, numeric=nums, categorical=cats,
-                   duplicate_share=duplicate_share(frame) if duplicates else None)
+                   duplicate_share=_feature_duplicates(frame, numeric, categorical, target) if duplicates else None)
+
+
+def _feature_duplicates(frame: pd.DataFrame, numeric: list[str], categorical: list[str], target: str) -> float:
+    """Duplicate share over the features and the label only: a row id (unique by design) never counts."""
+    keep = {*numeric, *categorical, target}
+    return duplicate_share(frame, exclude=tuple(c for c in frame.columns if c not in keep))
 
