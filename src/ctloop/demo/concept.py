@@ -163,7 +163,7 @@ def _replay(stack: contextlib.ExitStack, root: Path, cfg: Any, s: ConceptSetting
                     and rec["realized_accuracy"] < snap.reference["accuracy"] - (cfg.monitoring.performance.max_drop
                                                                                  or 0.0):
                 t_cross = time.time()
-                _wait_for_run(svc, s.loop_timeout, res, t_cross)
+                rec["events"] = _wait_for_run(svc, s.loop_timeout, res, t_cross)
         rec["drift_share"] = state.drift_share
         res.max_drift_share = max(res.max_drift_share, state.drift_share)
         res.days.append(rec)
@@ -206,8 +206,8 @@ def _post_labels(client: httpx.Client, watcher: str, auth: dict[str, str], cfg: 
     return dict(r.json())
 
 
-def _wait_for_run(svc: Any, timeout: float, res: ConceptResult, t_cross: float) -> None:
-    """Wait for the performance alert's run to finish and its version to be promoted and served."""
+def _wait_for_run(svc: Any, timeout: float, res: ConceptResult, t_cross: float) -> list[str]:
+    """Wait for the performance alert's run to finish and its version to be promoted; return the events."""
     def fired() -> Any:
         return next((r for r in svc.ledger.rows() if r.decision == "fired" and r.source == "performance"), None)
 
@@ -216,8 +216,11 @@ def _wait_for_run(svc: Any, timeout: float, res: ConceptResult, t_cross: float) 
     row = wait_until(lambda: (x := svc.ledger.get(row.id)).run_status in FINAL and x, timeout,
                      f"run {row.run_id} to finish", interval=0.2)
     res.timings = {"alert_s": round(t_alert - t_cross, 3), "run_s": round(time.time() - t_alert, 3)}
+    events = [f"alert: {row.reason_code} → run {row.run_id}", f"run {row.run_status}"]
     if row.run_status == "succeeded" and row.version is not None:
         v = int(row.version)
-        wait_until(lambda: svc.cfg and Registry(svc.cfg.registry.uri, svc.cfg.name).alias("champion") == v, 60,
+        wait_until(lambda: Registry(svc.cfg.registry.uri, svc.cfg.name).alias("champion") == v, 60,
                    f"version {v} to become champion", interval=0.2)
         res.timings["closed_loop_s"] = round(time.time() - t_cross, 3)
+        events.append(f"promoted v{v}")
+    return events
