@@ -42,20 +42,24 @@ def parse_label_rows(rows: Any, now: float | None = None, where: str = "labels")
         raise LabelError(f"{where}: must be a list of {{'id', 'label', 'time'?}} objects")
     now = time.time() if now is None else now
     out = []
+    append = out.append
     for i, row in enumerate(rows):
-        at = f"{where}[{i}]"
-        if not isinstance(row, dict):
-            raise LabelError(f"{at}: must be an object with 'id' and 'label', got {type(row).__name__}")
+        if type(row) is not dict:
+            raise LabelError(f"{where}[{i}]: must be an object with 'id' and 'label', got {type(row).__name__}")
         pid = row.get("id")
-        if isinstance(pid, int) and not isinstance(pid, bool):
-            pid = str(pid)
-        if not isinstance(pid, str) or not pid:
-            raise LabelError(f"{at}.id: missing or empty (a prediction id as returned by the model server)")
+        if type(pid) is not str or not pid:
+            if type(pid) is int:
+                pid = str(pid)
+            else:
+                raise LabelError(f"{where}[{i}].id: missing or empty (a prediction id as returned by the model server)")
         lab = row.get("label")
-        if isinstance(lab, bool) or lab not in (0, 1) or isinstance(lab, float) and not float(lab).is_integer():
-            raise LabelError(f"{at}.label: must be 0 or 1, got {lab!r}")
+        if lab.__class__ is not int or (lab != 0 and lab != 1):
+            if type(lab) is float and lab in (0.0, 1.0):
+                lab = int(lab)
+            else:
+                raise LabelError(f"{where}[{i}].label: must be 0 or 1, got {lab!r}")
         t = row.get("time")
-        out.append(Label(pid, int(lab), now if t is None else parse_time(t, f"{at}.time")))
+        append(Label(pid, lab, now if t is None else parse_time(t, f"{where}[{i}].time")))
     return out
 
 
