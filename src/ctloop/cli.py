@@ -73,6 +73,10 @@ def datagen(
     covariate: Annotated[float, typer.Option(help="Covariate shift strength.")] = 1.0,
     concept: Annotated[float, typer.Option(help="Concept drift strength.")] = 1.0,
     id_column: Annotated[str, typer.Option(help="Row id column (data.id_column).")] = "id",
+    concept_drift_from: Annotated[str | None, typer.Option(
+        help="First day of pure concept drift (P(label | inputs) changes, inputs do not), YYYY-MM-DD.")] = None,
+    concept_shift: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="How far pure concept drift moves the label rule (1 = fully new rule).")] = 1.0,
 ) -> None:
     """Generate a deterministic synthetic labelled stream (a unique id per row)."""
     from ctloop.datagen import DriftSpec, write_stream
@@ -83,7 +87,11 @@ def datagen(
         except ValueError as exc:
             raise ConfigError(f"--{opt} {value!r}: expected YYYY-MM-DD") from exc
 
-    drift = DriftSpec(day(drift_from, "drift-from") if drift_from else None, covariate, concept)
+    drift = DriftSpec(
+        day(drift_from, "drift-from") if drift_from else None, covariate, concept,
+        concept_start=day(concept_drift_from, "concept-drift-from") if concept_drift_from else None,
+        concept_shift=concept_shift,
+    )
     files = write_stream(out, day(start, "start"), days, seed, rows_per_day, drift, id_column)
     _console().print(f"wrote {len(files)} partitions ({len(files) * rows_per_day} rows) to [bold]{out}[/]")
 

@@ -1,5 +1,8 @@
 """Deterministic synthetic tabular stream with optional covariate shift and concept drift.
 
+Pure concept drift (``DriftSpec.concept_start``) changes only P(label | inputs): the inputs are drawn
+exactly as on a stable stream (same random draws), so every input-drift score stays flat.
+
 Each day is one partition ``date=YYYY-MM-DD/part-0.parquet`` holding a row id (``YYYYMMDD-N``, unique
 across the stream), the features and the binary label.
 A day's rows depend only on (seed, date, drift settings), so regenerating a range reproduces it.
@@ -43,17 +46,43 @@ class DriftSpec:
     covariate: float = 1.0
     concept: float = 1.0
     ramp_days: int = 1
+    concept_start: dt.date | None = None
+    concept_shift: float = 1.0
 
     def strength(self, day: dt.date) -> float:
         """Drift strength on ``day`` in [0, 1] (0 before the start, ramping to 1)."""
-        if self.start is None or day < self.start:
-            return 0.0
-        return min(1.0, ((day - self.start).days + 1) / max(1, self.ramp_days))
+        return _ramp(self.start, self.ramp_days, day)
+
+    def concept_strength(self, day: dt.date) -> float:
+        """Pure concept drift on ``day`` in [0, 1]: how far P(label | inputs) has moved to the new rule."""
+        return self.concept_shift * _ramp(self.concept_start, self.ramp_days, day)
+
+
+def _ramp(start: dt.date | None, ramp_days: int, day: dt.date) -> float:
+    if start is None or day < start:
+        return 0.0
+    return min(1.0, ((day - start).days + 1) / max(1, ramp_days))
 
 
 def _day_rng(seed: int, day: dt.date) -> np.random.Generator:
     digest = hashlib.sha256(f"{seed}:{day.isoformat()}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def concept_logit(
+    credit: np.ndarray, login: np.ndarray, tenure: np.ndarray, txn: np.ndarray, cats: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The label's log-odds after pure concept drift: the same inputs, a different rule (credit score and
+    activity now point the other way, region and transaction count start to matter)."""
+    return 1.8 * (
+        -0.3
+        + 0.8 * (credit - 680) / 60
+        - 0.6 * (login - 8) / 8
+        + 1.0 * (txn - 20) / 8
+        + 0.2 * (tenure - 36) / 30
+        + 0.9 * (cats["region"] == "west")
+        - 0.6 * (cats["plan"] == "basic")
+    )
 
 
 def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = None,
@@ -100,6 +129,9 @@ def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = N
         - 0.3 * (cats["channel"] == "branch")
         + con * (1.6 * (txn - 20) / 8 + 1.2 * (cats["region"] == "west") - 1.2 * (login - 8) / 8)
     )
+    pure = drift.concept_strength(day)
+    if pure:
+        z = (1 - pure) * z + pure * concept_logit(credit, login, tenure, txn, cats)
     label = (rng.random(n) < 1 / (1 + np.exp(-z))).astype("int64")
     df = pd.DataFrame(
         {

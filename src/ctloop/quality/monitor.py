@@ -19,6 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ctloop.config import ProjectConfig
+from ctloop.quality.calibration import Calibration
+from ctloop.quality.estimate import Estimate, estimate_window
 from ctloop.quality.realized import realized_metrics, slice_metrics
 from ctloop.quality.store import OUTCOMES, Label, LabelResult, PredictionStore
 from ctloop.quality.types import PerformanceSnapshot
@@ -57,6 +59,7 @@ class QualityMonitor:
         self.slice_columns = slice_columns(cfg)
         self.version: int | None = None
         self.reference: dict[str, float] = {}
+        self.calibration: Calibration | None = None
         self._window: deque[tuple[float, int, int, int | None]] = deque(maxlen=cfg.monitoring.performance.window_rows)
         self._lock = threading.Lock()
         self._cached: PerformanceSnapshot | None = None
@@ -68,8 +71,9 @@ class QualityMonitor:
                                buckets=DELAY_BUCKETS, registry=registry)
         registry.register(_PerformanceCollector(self))
 
-    def set_version(self, version: int, reference: dict[str, float]) -> None:
-        """Follow a new serving version: reload its labelled window from the store."""
+    def set_version(self, version: int, reference: dict[str, float], calibration: Calibration | None = None) -> None:
+        """Follow a new serving version: reload its labelled window from the store; ``calibration`` (from
+        its profile) turns its scores into the estimated performance."""
         n = self.cfg.monitoring.performance.window_rows
         p, yhat, y, s = self.store.labelled_window(version, n)
         with self._lock:
@@ -78,12 +82,17 @@ class QualityMonitor:
                               and isinstance(v, int | float) and math.isfinite(v)}
             self._window.clear()
             self._window.extend(zip(p.tolist(), yhat.tolist(), y.tolist(), s, strict=True))
+            self.calibration = calibration
             self._cached = None
 
     def record(self, ids: Sequence[str], version: int, proba: np.ndarray, predicted: np.ndarray,
                slices: dict[str, Sequence[Any]] | None = None, when: float | None = None) -> int:
         """Store one response's predictions (committed on return); returns how many were new."""
-        return self.store.add(ids, version, proba, predicted, when, slices)
+        added = self.store.add(ids, version, proba, predicted, when, slices)
+        if added:
+            with self._lock:
+                self._cached = None  # the estimated performance moves with every prediction
+        return added
 
     def apply_labels(self, labels: Sequence[Label], now: float | None = None) -> LabelResult:
         """Join a batch of labels (all or nothing), count outcomes, feed the realized window."""
@@ -109,7 +118,7 @@ class QualityMonitor:
             if self._cached is not None:
                 return self._cached
             rows = list(self._window)
-            version, reference = self.version, dict(self.reference)
+            version, reference, calibration = self.version, dict(self.reference), self.calibration
         realized: dict[str, float] = {}
         slices: dict[str, dict[str, float]] = {}
         if rows:
@@ -120,12 +129,26 @@ class QualityMonitor:
             if self.slice_columns:
                 per_row = [self.store.slice_values(r[3]) for r in rows]
                 slices = slice_metrics(p, yhat, y, per_row, self.cfg.monitoring.performance.min_slice_rows)
+        est = self._estimate(version, calibration)
         snap = PerformanceSnapshot(model=self.model, version=version, realized=realized, labelled=len(rows),
-                                   reference=reference, slices=slices)
+                                   reference=reference, slices=slices,
+                                   estimated=dict(est.values) if est else {},
+                                   estimated_band=dict(est.bands) if est else {})
         with self._lock:
             if self.version == version:
                 self._cached = snap
         return snap
+
+    def _estimate(self, version: int | None, calibration: Calibration | None) -> Estimate | None:
+        """Label-free estimate over the last ``estimated_window_rows`` predictions of ``version`` (needs at
+        least ``min_labelled`` of them, or that window when smaller)."""
+        perf = self.cfg.monitoring.performance
+        if version is None:
+            return None
+        scores = self.store.recent_predictions(version, perf.estimated_window_rows)
+        if scores.size < min(perf.min_labelled, perf.estimated_window_rows):
+            return None
+        return estimate_window(scores, calibration)
 
     def coverage(self) -> float:
         """Labelled share of the stored predictions (0 when none are stored)."""

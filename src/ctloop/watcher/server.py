@@ -41,7 +41,8 @@ def build_service(cfg: ProjectConfig, metrics_registry: CollectorRegistry,
         from ctloop.triggers.api import routes
         from ctloop.triggers.service import TriggerService
 
-        svc = TriggerService.create(cfg, registry=metrics_registry, drift_registry=metrics_registry)
+        svc = TriggerService.create(cfg, registry=metrics_registry, drift_registry=metrics_registry,
+                                    performance=quality.snapshot)
         app = build_app(cfg, metrics_registry, extra_routes=routes(svc), status_extras={"triggers": svc.status},
                         quality=quality)
     else:

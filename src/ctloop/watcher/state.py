@@ -20,6 +20,7 @@ from ctloop.config import ProjectConfig
 from ctloop.drift import DriftMonitor, Evaluation, FeatureScore, Reference
 from ctloop.errors import CtloopError, DriftError
 from ctloop.profile import Profile
+from ctloop.quality.calibration import Calibration
 from ctloop.quality.monitor import QualityMonitor
 from ctloop.quality.types import PerformanceSnapshot
 from ctloop.registry import Registry
@@ -58,6 +59,14 @@ def load_reference(model_dir: str | Path) -> Reference:
             raise DriftError(f"{man}: corrupt model manifest ({exc})") from exc
         numeric, categorical = doc.get("numeric_features"), doc.get("categorical_features")
     return Reference.from_profile(profile, numeric, categorical)
+
+
+def _calibration(model_dir: str | Path) -> Calibration | None:
+    """The holdout calibration in the version's profile (``None`` for v1 profiles: raw scores are used)."""
+    try:
+        return Profile.load(model_dir).calibration
+    except CtloopError:
+        return None
 
 
 class WatcherState:
@@ -134,7 +143,7 @@ class WatcherState:
             self.metrics.reset(version, list(monitor.reference.features))
         self.metrics.reloads.labels("loaded").inc()
         if self.quality is not None:
-            self.quality.set_version(version, self._reference_metrics(version))
+            self.quality.set_version(version, self._reference_metrics(version), _calibration(model_dir))
         log.info("watching %s version %d (%d features)", self.model, version, len(monitor.reference.features))
         return True
 
