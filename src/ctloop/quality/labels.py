@@ -41,7 +41,7 @@ def parse_label_rows(rows: Any, now: float | None = None, where: str = "labels")
     if not isinstance(rows, list):
         raise LabelError(f"{where}: must be a list of {{'id', 'label', 'time'?}} objects")
     now = time.time() if now is None else now
-    out = []
+    out: list[Label] = []
     append = out.append
     for i, row in enumerate(rows):
         if type(row) is not dict:

@@ -60,6 +60,8 @@ class QualityMonitor:
         self.version: int | None = None
         self.reference: dict[str, float] = {}
         self.calibration: Calibration | None = None
+        # the serving version's newest scores, for the label-free estimate (no store scan per scrape)
+        self._recent: deque[float] = deque(maxlen=cfg.monitoring.performance.estimated_window_rows)
         self._window: deque[tuple[float, int, int, int | None]] = deque(maxlen=cfg.monitoring.performance.window_rows)
         self._lock = threading.Lock()
         self._cached: PerformanceSnapshot | None = None
@@ -76,7 +78,10 @@ class QualityMonitor:
         its profile) turns its scores into the estimated performance."""
         n = self.cfg.monitoring.performance.window_rows
         p, yhat, y, s = self.store.labelled_window(version, n)
+        recent = self.store.recent_predictions(version, self.cfg.monitoring.performance.estimated_window_rows)
         with self._lock:
+            self._recent.clear()
+            self._recent.extend(recent[::-1].tolist())  # oldest first
             self.version = version
             self.reference = {k: float(v) for k, v in reference.items() if k in REFERENCE_METRICS
                               and isinstance(v, int | float) and math.isfinite(v)}
@@ -91,6 +96,8 @@ class QualityMonitor:
         added = self.store.add(ids, version, proba, predicted, when, slices)
         if added:
             with self._lock:
+                if version == self.version:
+                    self._recent.extend(np.asarray(proba, dtype="float64")[-added:].tolist())
                 self._cached = None  # the estimated performance moves with every prediction
         return added
 
@@ -145,7 +152,8 @@ class QualityMonitor:
         perf = self.cfg.monitoring.performance
         if version is None:
             return None
-        scores = self.store.recent_predictions(version, perf.estimated_window_rows)
+        with self._lock:
+            scores = np.asarray(self._recent, dtype="float64") if version == self.version else np.zeros(0)
         if scores.size < min(perf.min_labelled, perf.estimated_window_rows):
             return None
         return estimate_window(scores, calibration)
