@@ -82,19 +82,20 @@ def parse_labels_body(body: bytes, model: str, now: float | None = None) -> list
 
 def read_label_file(path: str | Path, id_column: str = "id", label_column: str = "label",
                     time_column: str | None = "time") -> list[dict[str, Any]]:
-    """Label rows from a CSV or Parquet file (``time`` is used when the file has that column).
+    """Label rows from a CSV or Parquet file, a path or an fsspec URI (``s3://...``); ``time`` is used
+    when the file has that column.
 
     Raises:
         ConfigError: The file is missing, unreadable, or lacks the id or label column.
     """
     import pandas as pd
 
-    p = Path(path)
-    if not p.is_file():
+    p = str(path)
+    if "://" not in p and not Path(p).is_file():
         raise ConfigError(f"{p}: label file not found")
     try:
-        frame = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={id_column: str})
-    except (OSError, ValueError) as exc:
+        frame = pd.read_parquet(p) if p.endswith(".parquet") else pd.read_csv(p, dtype={id_column: str})
+    except (OSError, ValueError, ImportError) as exc:
         raise ConfigError(f"{p}: cannot read labels ({exc}); expected .csv or .parquet") from exc
     for col, opt in ((id_column, "--id-column"), (label_column, "--label-column")):
         if col not in frame.columns:
