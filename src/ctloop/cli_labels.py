@@ -16,7 +16,8 @@ labels_app = typer.Typer(help="Delayed labels: join ground truth to served predi
 @labels_app.command("push")
 def push(
     config: Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")],
-    file: Annotated[Path, typer.Option("--file", help="Labels: .csv or .parquet with id and label columns.")],
+    file: Annotated[str, typer.Option("--file", help="Labels: .csv or .parquet (path or fsspec URI) with id and "
+                                                    "label columns.")],
     id_column: Annotated[str | None, typer.Option(help="Id column (default: data.id_column).")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column (default: data.target).")] = None,
     endpoint: Annotated[str | None, typer.Option(help="Watcher base URL (default: triggers.endpoint).")] = None,
@@ -35,7 +36,7 @@ def push(
     if json_out:
         typer.echo(json.dumps({"model": cfg.name, "rows": len(rows), **counts}))
         return
-    t = Table(title=f"labels for {cfg.name} ({len(rows)} rows from {file.name})")
+    t = Table(title=f"labels for {cfg.name} ({len(rows)} rows from {file})")
     t.add_column("outcome")
     t.add_column("labels", justify="right")
     for k, v in counts.items():

@@ -123,7 +123,7 @@ def test_labels_push_cli_posts_batches_and_prints_counts(watched: Any, tmp_path:
 
     import pandas as pd
 
-    w, cfg = watched["w"], watched["cfg"]
+    w = watched["w"]
     f = tmp_path / "labels.csv"
     pd.DataFrame({"customer": [*watched["ids"][32:], "nope-1", ""], "churned": [1] * 8 + [0, 1]}).to_csv(
         f, index=False)

@@ -60,4 +60,5 @@ def test_every_row_has_a_unique_id_across_days(tmp_path: Path) -> None:
     assert ids.iloc[0] == "20260301-0" and ids.iloc[-1] == "20260303-49"
     # the id never feeds the label or the features: same rows as without a custom id name
     plain = generate_day(DAY, 50, seed=1)
-    assert plain.drop(columns=[ID]).equals(pd.read_parquet(files[0]).drop(columns=["row_id"]).astype(plain.dtypes.drop(ID).to_dict()))
+    written = pd.read_parquet(files[0]).drop(columns=["row_id"])
+    assert plain.drop(columns=[ID]).equals(written.astype(plain.dtypes.drop(ID).to_dict()))

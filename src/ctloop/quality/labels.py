@@ -41,21 +41,25 @@ def parse_label_rows(rows: Any, now: float | None = None, where: str = "labels")
     if not isinstance(rows, list):
         raise LabelError(f"{where}: must be a list of {{'id', 'label', 'time'?}} objects")
     now = time.time() if now is None else now
-    out = []
+    out: list[Label] = []
+    append = out.append
     for i, row in enumerate(rows):
-        at = f"{where}[{i}]"
-        if not isinstance(row, dict):
-            raise LabelError(f"{at}: must be an object with 'id' and 'label', got {type(row).__name__}")
+        if type(row) is not dict:
+            raise LabelError(f"{where}[{i}]: must be an object with 'id' and 'label', got {type(row).__name__}")
         pid = row.get("id")
-        if isinstance(pid, int) and not isinstance(pid, bool):
-            pid = str(pid)
-        if not isinstance(pid, str) or not pid:
-            raise LabelError(f"{at}.id: missing or empty (a prediction id as returned by the model server)")
+        if type(pid) is not str or not pid:
+            if type(pid) is int:
+                pid = str(pid)
+            else:
+                raise LabelError(f"{where}[{i}].id: missing or empty (a prediction id as returned by the model server)")
         lab = row.get("label")
-        if isinstance(lab, bool) or lab not in (0, 1) or isinstance(lab, float) and not float(lab).is_integer():
-            raise LabelError(f"{at}.label: must be 0 or 1, got {lab!r}")
+        if lab.__class__ is not int or (lab != 0 and lab != 1):
+            if type(lab) is float and lab in (0.0, 1.0):
+                lab = int(lab)
+            else:
+                raise LabelError(f"{where}[{i}].label: must be 0 or 1, got {lab!r}")
         t = row.get("time")
-        out.append(Label(pid, int(lab), now if t is None else parse_time(t, f"{at}.time")))
+        append(Label(pid, lab, now if t is None else parse_time(t, f"{where}[{i}].time")))
     return out
 
 
@@ -78,19 +82,20 @@ def parse_labels_body(body: bytes, model: str, now: float | None = None) -> list
 
 def read_label_file(path: str | Path, id_column: str = "id", label_column: str = "label",
                     time_column: str | None = "time") -> list[dict[str, Any]]:
-    """Label rows from a CSV or Parquet file (``time`` is used when the file has that column).
+    """Label rows from a CSV or Parquet file, a path or an fsspec URI (``s3://...``); ``time`` is used
+    when the file has that column.
 
     Raises:
         ConfigError: The file is missing, unreadable, or lacks the id or label column.
     """
     import pandas as pd
 
-    p = Path(path)
-    if not p.is_file():
+    p = str(path)
+    if "://" not in p and not Path(p).is_file():
         raise ConfigError(f"{p}: label file not found")
     try:
-        frame = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={id_column: str})
-    except (OSError, ValueError) as exc:
+        frame = pd.read_parquet(p) if p.endswith(".parquet") else pd.read_csv(p, dtype={id_column: str})
+    except (OSError, ValueError, ImportError) as exc:
         raise ConfigError(f"{p}: cannot read labels ({exc}); expected .csv or .parquet") from exc
     for col, opt in ((id_column, "--id-column"), (label_column, "--label-column")):
         if col not in frame.columns:

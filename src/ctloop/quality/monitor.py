@@ -1,8 +1,9 @@
 """The watcher's model-quality side: stores predictions, joins labels, computes realized performance.
 
-Metrics go to an injected registry. Counters (``ctloop_labels_total``) and the label-delay histogram are
-updated as labels arrive; the performance gauges are computed when scraped (a collector), so a stream of
-label batches pays for the join only, not for recomputing ROC AUC after every batch.
+Metrics go to an injected registry. The counters (``ctloop_labels_total``) and the label-delay histogram
+(bucketed a batch at a time with numpy) are updated as labels arrive; the performance gauges are computed
+when scraped (a collector), so a stream of label batches pays for the join only, not for recomputing
+ROC AUC after every batch.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ctloop.config import ProjectConfig
@@ -60,6 +61,8 @@ class QualityMonitor:
         self.version: int | None = None
         self.reference: dict[str, float] = {}
         self.calibration: Calibration | None = None
+        # the serving version's newest scores, for the label-free estimate (no store scan per scrape)
+        self._recent: deque[float] = deque(maxlen=cfg.monitoring.performance.estimated_window_rows)
         self._window: deque[tuple[float, int, int, int | None]] = deque(maxlen=cfg.monitoring.performance.window_rows)
         self._lock = threading.Lock()
         self._cached: PerformanceSnapshot | None = None
@@ -67,8 +70,8 @@ class QualityMonitor:
         self.labels_total = Counter("ctloop_labels", "Labels received, by outcome.", ["outcome"], registry=registry)
         for o in OUTCOMES:
             self.labels_total.labels(o)
-        self.delay = Histogram("ctloop_label_delay_seconds", "Label time minus prediction time of matched labels.",
-                               buckets=DELAY_BUCKETS, registry=registry)
+        self._delay_counts = np.zeros(len(DELAY_BUCKETS) + 1, dtype="int64")  # per bucket, last is +Inf
+        self._delay_sum = 0.0
         registry.register(_PerformanceCollector(self))
 
     def set_version(self, version: int, reference: dict[str, float], calibration: Calibration | None = None) -> None:
@@ -76,7 +79,10 @@ class QualityMonitor:
         its profile) turns its scores into the estimated performance."""
         n = self.cfg.monitoring.performance.window_rows
         p, yhat, y, s = self.store.labelled_window(version, n)
+        recent = self.store.recent_predictions(version, self.cfg.monitoring.performance.estimated_window_rows)
         with self._lock:
+            self._recent.clear()
+            self._recent.extend(recent[::-1].tolist())  # oldest first
             self.version = version
             self.reference = {k: float(v) for k, v in reference.items() if k in REFERENCE_METRICS
                               and isinstance(v, int | float) and math.isfinite(v)}
@@ -91,6 +97,8 @@ class QualityMonitor:
         added = self.store.add(ids, version, proba, predicted, when, slices)
         if added:
             with self._lock:
+                if version == self.version:
+                    self._recent.extend(np.asarray(proba, dtype="float64")[-added:].tolist())
                 self._cached = None  # the estimated performance moves with every prediction
         return added
 
@@ -100,8 +108,12 @@ class QualityMonitor:
         for o, n in res.counts.items():
             if n:
                 self.labels_total.labels(o).inc(n)
-        for d in res.delays:
-            self.delay.observe(d)
+        if res.delays:
+            d = np.asarray(res.delays, dtype="float64")
+            counts = np.bincount(np.searchsorted(DELAY_BUCKETS, d, side="left"), minlength=len(DELAY_BUCKETS) + 1)
+            with self._lock:
+                self._delay_counts += counts
+                self._delay_sum += float(d.sum())
         with self._lock:
             for o, n in res.counts.items():
                 self.totals[o] += n
@@ -145,10 +157,19 @@ class QualityMonitor:
         perf = self.cfg.monitoring.performance
         if version is None:
             return None
-        scores = self.store.recent_predictions(version, perf.estimated_window_rows)
+        with self._lock:
+            scores = np.asarray(self._recent, dtype="float64") if version == self.version else np.zeros(0)
         if scores.size < min(perf.min_labelled, perf.estimated_window_rows):
             return None
         return estimate_window(scores, calibration)
+
+    def delay_histogram(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative ``(le, count)`` buckets and the sum of the label delays (seconds)."""
+        with self._lock:
+            cum = np.cumsum(self._delay_counts).tolist()
+            total = self._delay_sum
+        les = [str(float(b)) for b in DELAY_BUCKETS] + ["+Inf"]
+        return list(zip(les, [float(c) for c in cum], strict=True)), total
 
     def coverage(self) -> float:
         """Labelled share of the stored predictions (0 when none are stored)."""
@@ -188,7 +209,7 @@ class _PerformanceCollector(Collector):
     def describe(self) -> list[Any]:
         return []
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         m = self.monitor
         snap = m.snapshot()
         perf = GaugeMetricFamily("ctloop_model_performance",
@@ -205,6 +226,10 @@ class _PerformanceCollector(Collector):
         slice_perf = GaugeMetricFamily("ctloop_model_slice_performance",
                                        "Realized performance per gate slice (slices with enough labelled rows).",
                                        labels=["model", "version", "slice", "metric"])
+        buckets, total = m.delay_histogram()
+        delay = HistogramMetricFamily("ctloop_label_delay_seconds",
+                                      "Label time minus prediction time of matched labels.",
+                                      buckets=buckets, sum_value=total)
         cov = GaugeMetricFamily("ctloop_label_coverage", "Labelled share of stored predictions.", labels=["model"])
         cov.add_metric([m.model], m.coverage())
         if snap.version is not None:
@@ -225,4 +250,4 @@ class _PerformanceCollector(Collector):
                     if math.isfinite(val):
                         slice_perf.add_metric([m.model, v, key, k], val)
             labelled.add_metric([m.model, v], snap.labelled)
-        yield from (perf, band, ref, labelled, slice_perf, cov)
+        yield from (perf, band, ref, labelled, slice_perf, cov, delay)
