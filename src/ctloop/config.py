@@ -609,6 +609,12 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         sec = out.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(key), str):
             sec[key] = _resolve(sec[key], base)
+    mon = out.setdefault("monitoring", {})
+    if isinstance(mon, dict):
+        lab = mon.setdefault("labels", {})
+        if isinstance(lab, dict):
+            lab["store"] = _resolve(lab["store"] if isinstance(lab.get("store"), str) else "state/predictions.sqlite",
+                                    base)
     if isinstance(out.get("schema"), str):
         out["schema"] = {"path": _resolve(out["schema"], base)}
     defaults = {"schema": ("path", "schema.yaml"), "registry": ("uri", "registry"),

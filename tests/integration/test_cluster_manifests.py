@@ -102,7 +102,8 @@ def test_network_policy_admits_only_logger_schedule_alertmanager_prometheus(buil
     sources = [s["podSelector"]["matchLabels"] for s in rule["from"]]
     assert sources == [{"serving.kserve.io/inferenceservice": "churn"},
                        {"app.kubernetes.io/name": "churn-schedule"},
-                       {"app.kubernetes.io/name": "alertmanager"}, {"app.kubernetes.io/name": "prometheus"}]
+                       {"app.kubernetes.io/name": "alertmanager"}, {"app.kubernetes.io/name": "prometheus"},
+                       {"ctloop.io/label-feed": "true"}]  # monitoring.labels.allowed_from: POST /labels
     cron_labels = find(built["production"], "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
     assert cron_labels["labels"]["app.kubernetes.io/name"] == "churn-schedule"
 
