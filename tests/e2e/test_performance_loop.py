@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ctloop.demo.concept import ConceptResult, ConceptSettings, run_concept_episode
+from ctloop.demo.record import iso_epoch
 from tests.conftest import require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -35,6 +36,10 @@ def _assert_episode(r: ConceptResult, mode: str) -> None:
     assert all(d["realized_accuracy"] > 0.7 for d in clean)
     crossed = next(d for d in r.days if d.get("realized_accuracy") is not None and d["realized_accuracy"] < 0.6)
     assert crossed["estimated_accuracy"] > 0.7  # the estimate cannot see concept drift; labels can
+    assert concept[crossed["labels_for"]] and crossed.get("events")
+    # a clean stream fires no performance alert: nothing reached the policy before the crossing labels
+    perf = [x for x in r.ledger if x["source"] == "performance"]
+    assert perf and all(iso_epoch(x["received_at"]) >= crossed["labels_at"] for x in perf)
     v2 = next(v for v in r.versions if v["version"] == 2)
     assert v2["trigger"]["cause"] == "performance" and v2["trigger"]["trigger_id"] == run["id"]
     assert v2["parent"] == 1 and r.champion == 2 and r.served_version == 2

@@ -153,6 +153,7 @@ def _replay(stack: contextlib.ExitStack, root: Path, cfg: Any, s: ConceptSetting
             rec["versions"] = sorted(set(versions))
         if i >= s.label_delay_days and i - s.label_delay_days < len(served):
             labelled_day, frame = served[i - s.label_delay_days]
+            rec["labels_at"] = time.time()
             counts = _post_labels(client, watcher, auth, cfg, frame)
             rec["labels_for"], rec["labels"] = labelled_day, counts
             snap = state.performance_snapshot()
