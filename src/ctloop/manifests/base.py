@@ -285,4 +285,9 @@ def render_base(cfg: ProjectConfig) -> dict[str, str]:
         "base/networkpolicy.yaml": dump(network_policy(cfg)),
         "base/monitors.yaml": dump(*monitors(cfg)),
     }
+    from ctloop.manifests.labels import label_feed_cron_job
+
+    feed = label_feed_cron_job(cfg)
+    if feed is not None:
+        out["base/label-feed.yaml"] = dump(feed)
     return out

@@ -1,4 +1,5 @@
-"""The watcher's ASGI app (Starlette): ``POST /events``, ``GET /metrics``, ``GET /healthz``, ``GET /status``.
+"""The watcher's ASGI app (Starlette): ``POST /events``, ``GET /metrics``, ``GET /healthz``, ``GET /status``,
+and ``POST /labels`` when a :class:`~ctloop.quality.monitor.QualityMonitor` is given.
 
 Other features mount their routes on the same service through ``build_app(extra_routes=...)`` and read
 the shared :class:`~ctloop.watcher.state.WatcherState` from ``request.app.state.watcher`` (champion
@@ -20,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ctloop.config import ProjectConfig
-from ctloop.errors import EventError
+from ctloop.errors import EventError, StoreError
 from ctloop.quality.monitor import QualityMonitor
 from ctloop.watcher.events import parse_events
 from ctloop.watcher.metrics import WatcherMetrics
@@ -95,6 +96,9 @@ def build_app(
         except EventError as exc:
             st.count("malformed")
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except StoreError as exc:  # not acknowledged: the sender may retry
+            log.error("prediction store write failed: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=503)
         return JSONResponse(summary, status_code=202)
 
     async def metrics(_: Request) -> Response:
