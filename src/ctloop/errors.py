@@ -73,3 +73,7 @@ class TrainingInterrupted(ModelError):
 
 class DemoError(CtloopError, RuntimeError):
     """``ctloop demo``: a process did not start, or the loop did not close in time (see the named log)."""
+
+
+class FastPathError(ModelError):
+    """A model cannot be compiled to the fast inference path (it is served on the reference path)."""
