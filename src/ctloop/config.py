@@ -212,6 +212,8 @@ class InfraCheckConfig(_Section):
 
     enabled: bool = True
     sample_rows: int = Field(32, ge=1, le=10_000)
+    max_fast_path_delta: float = Field(
+        1e-5, ge=0, le=1, description="largest |P_fast - P_reference| on the holdout for the compiled path to serve")
 
 
 class GateConfig(_Section):

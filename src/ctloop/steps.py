@@ -233,6 +233,7 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
         raise ModelError("register: the gate decision did not pass; nothing registered")
     trigger = parse_trigger(trigger_json)
     reg = Registry(cfg.registry.uri, cfg.name)
+    src = served_model_dir(model_dir, decision)
     compared = decision.get("champion") or {}
     parent = compared.get("version") if compared else reg.alias("champion")
     meta = {
@@ -246,10 +247,21 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
         "code_version": code_version(),
         "parent": parent,
         "profile": "model/profile.json" if (Path(model_dir) / "profile.json").is_file() else None,
-        "model_manifest": json.loads((Path(model_dir) / "model.json").read_text()),
+        "model_manifest": json.loads((Path(src) / "model.json").read_text()),
     }
-    version = reg.register(model_dir, meta)
+    version = reg.register(src, meta)
     return _timed({"version": version, "parent": parent}, t0)
+
+
+def served_model_dir(model_dir: str, decision: dict[str, Any]) -> str | Path:
+    """The folder to register: ``model_dir``, or a copy without its fast path when the gate found it
+    unfit to serve (export failed or disagreed on the holdout); the model itself is registered either way."""
+    from ctloop.fastpath.artifact import fast_path_status, without_fast_path
+
+    verdict = decision.get("fast_path")
+    if isinstance(verdict, dict) and not verdict.get("serve") and fast_path_status(model_dir).get("status") == "ok":
+        return without_fast_path(model_dir, str(verdict.get("reason", "the gate did not clear the fast path")))
+    return model_dir
 
 
 @reports_errors

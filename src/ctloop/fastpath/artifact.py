@@ -103,7 +103,7 @@ def export_fast_path(model_dir: str | Path, sample: pd.DataFrame,
         _write_manifest(d, block)
         return block
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     data = buf.getvalue()
     (d / FAST_FILE).write_bytes(data)
     block = {"status": "ok", "file": FAST_FILE, "sha256": hashlib.sha256(data).hexdigest(), "kind": fast.kind,

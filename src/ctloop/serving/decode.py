@@ -1,4 +1,5 @@
-"""Request decoding: V1 ``instances`` and V2 named inputs into a typed frame, with errors naming fields.
+"""Request decoding: V1 ``instances`` and V2 named inputs into typed columns (or a frame), with errors
+naming fields.
 
 Every client mistake raises :class:`kserve.errors.InvalidInput`, which KServe maps to HTTP 400.
 """
@@ -44,6 +45,11 @@ def _check_categorical(values: list[Any], where: str) -> list[Any]:
 
 def frame_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Turn a V1 body (``instances`` as records or as rows in feature order) into a frame."""
+    return pd.DataFrame(columns_from_v1(payload, numeric, categorical))
+
+
+def columns_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
+    """Turn a V1 body into typed columns without pandas: numeric float64 arrays, categorical lists."""
     if isinstance(payload, bytes | str):  # KServe passes non-JSON content types through as bytes
         try:
             payload = orjson.loads(payload)
@@ -87,7 +93,7 @@ def frame_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> p
         data[f] = _check_numeric(cols[f], names[f])
     for f in categorical:
         data[f] = _check_categorical(cols[f], names[f])
-    return pd.DataFrame(data)
+    return data
 
 
 def _flatten(data: Any) -> list[Any]:
@@ -103,6 +109,11 @@ def _flatten(data: Any) -> list[Any]:
 
 def frame_from_v2(request: Any, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Turn a V2 :class:`~kserve.InferRequest` with one named input per feature into a frame."""
+    return pd.DataFrame(columns_from_v2(request, numeric, categorical))
+
+
+def columns_from_v2(request: Any, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
+    """Turn a V2 request into typed columns without pandas: numeric float64 arrays, categorical lists."""
     by_name: dict[str, Any] = {}
     for inp in request.inputs:
         if inp.name in by_name:
@@ -140,4 +151,4 @@ def frame_from_v2(request: Any, numeric: list[str], categorical: list[str]) -> p
         data[f] = _check_numeric(values, where) if f in numeric else _check_categorical(values, where)
     if not rows:
         raise InvalidInput("inputs: no rows")
-    return pd.DataFrame(data)
+    return data

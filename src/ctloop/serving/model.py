@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ctloop.errors import ModelError
+from ctloop.fastpath.runtime import FastModel
 from ctloop.model import LoadedModel, load_model
 from ctloop.serving._kserve import import_kserve
-from ctloop.serving.decode import frame_from_v1, frame_from_v2
+from ctloop.serving.decode import columns_from_v1, columns_from_v2
+from ctloop.serving.fast import load_fast_checked
 from ctloop.serving.metrics import ServingMetrics
 
 import_kserve()
@@ -33,6 +35,7 @@ class Served:
     model: LoadedModel
     version: int | None
     source: str
+    fast: FastModel | None = None
 
 
 def smoke_frame(model: LoadedModel, model_dir: str | Path) -> pd.DataFrame:
@@ -73,10 +76,12 @@ def load_checked(model_dir: str | Path) -> LoadedModel:
 class CtloopModel(Model):
     """Serves one ctloop model over V1 and V2; :meth:`swap` replaces it atomically."""
 
-    def __init__(self, name: str, metrics: ServingMetrics, threshold: float = 0.5) -> None:
+    def __init__(self, name: str, metrics: ServingMetrics, threshold: float = 0.5,
+                 max_fast_path_delta: float = 1e-5) -> None:
         super().__init__(name)
         self.metrics = metrics
         self.threshold = threshold
+        self.max_fast_path_delta = max_fast_path_delta
         self._served: Served | None = None
         self._swap_lock = threading.Lock()
 
@@ -97,17 +102,20 @@ class CtloopModel(Model):
         with self._swap_lock:
             try:
                 candidate = load_checked(model_dir)
+                fast, why = load_fast_checked(candidate, model_dir, self.max_fast_path_delta)
             except Exception as exc:  # any failure refuses the candidate
                 self.metrics.swap_failures.inc()
                 log.error("refused model version %s from %s: %s (still serving version %s)", version,
                           model_dir, exc, self._served.version if self._served else None)
                 return False
             old = self._served
-            self._served = Served(candidate, version, str(model_dir))  # one reference assignment: atomic
+            self._served = Served(candidate, version, str(model_dir), fast)  # one reference assignment: atomic
             self.metrics.model_version.set(version or 0)
+            self.metrics.set_fast_path(version, fast is not None, old.version if old else None)
             self.metrics.swaps.inc()
             self.ready = True
-            log.info("serving model %r version %s (was %s)", self.name, version, old.version if old else None)
+            log.info("serving model %r version %s (was %s); %s", self.name, version,
+                     old.version if old else None, why if fast else f"{why}: served on the reference path")
             return True
 
     def load(self) -> bool:
@@ -131,11 +139,14 @@ class CtloopModel(Model):
         served = self.served
         m = served.model
         if isinstance(payload, InferRequest):
-            frame = frame_from_v2(payload, m.numeric_features, m.categorical_features)
+            columns = columns_from_v2(payload, m.numeric_features, m.categorical_features)
         else:
-            frame = frame_from_v1(payload, m.numeric_features, m.categorical_features)
+            columns = columns_from_v1(payload, m.numeric_features, m.categorical_features)
         try:
-            proba = np.asarray(m.predict_proba(frame), dtype="float64")
+            if served.fast is not None:
+                proba = served.fast.predict_proba(columns)
+            else:
+                proba = np.asarray(m.predict_proba(pd.DataFrame(columns)), dtype="float64")
         except (ValueError, TypeError, ModelError) as exc:
             raise InvalidInput(f"instances: cannot predict on this input ({exc})") from exc
         labels = (proba >= self.threshold).astype("int64")

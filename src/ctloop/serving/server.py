@@ -144,7 +144,8 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     sc = cfg.serving
     metrics_registry = metrics_registry or CollectorRegistry()
     metrics = ServingMetrics.create(metrics_registry)
-    model = CtloopModel(cfg.name, metrics, threshold=sc.threshold)
+    model = CtloopModel(cfg.name, metrics, threshold=sc.threshold,
+                        max_fast_path_delta=cfg.gate.infra.max_fast_path_delta)
     watcher = None
     if model_dir:
         local = resolve_model_dir(model_dir)
