@@ -114,8 +114,9 @@ class CtloopModel(Model):
             self.metrics.set_fast_path(version, fast is not None, old.version if old else None)
             self.metrics.swaps.inc()
             self.ready = True
-            log.info("serving model %r version %s (was %s); %s", self.name, version,
-                     old.version if old else None, why if fast else f"{why}: served on the reference path")
+            log.info("serving model %r version %s (was %s)", self.name, version, old.version if old else None)
+            if fast is None:
+                log.warning("model %r version %s: %s; served on the reference path", self.name, version, why)
             return True
 
     def load(self) -> bool:
