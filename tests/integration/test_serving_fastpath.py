@@ -82,3 +82,29 @@ def test_fast_path_serves_and_altered_artifact_is_refused(tmp_path: Path) -> Non
         assert "does not match model.json" in server.log()
     finally:
         server.stop()
+
+
+def test_micro_batching_answers_each_request_with_its_own_rows(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    project = make_project(tmp_path / "proj", days=2, rows_per_day=50)
+    write_config(project, {"batching": {"enabled": True, "max_batch_size": 8, "max_wait_us": 20_000}})
+    cfg = load_config(project)
+    reg = Registry(cfg.registry.uri, cfg.name)
+    v1 = add_version(cfg, tmp_path, seed=0)
+    model = load_model(reg.local_model_dir(v1))
+    frames = [training_frame(seed=20 + i, rows=1 + i % 3) for i in range(24)]
+    server = ServerProcess(project)
+    try:
+        server.wait_ready(cfg.name)
+        with ThreadPoolExecutor(12) as pool:
+            outs = list(pool.map(lambda f: _predict(server, cfg.name, {"instances": records(f, model.features)}),
+                                 frames))
+        batches = server.metric("ctloop_serving_batches_total")
+    finally:
+        server.stop()
+    assert 1 <= batches < len(frames)  # requests shared model calls
+    for frame, out in zip(frames, outs, strict=True):
+        assert out["model_version"] == str(v1)
+        assert len(out["predictions"]) == len(frame)  # type: ignore[arg-type]
+        assert np.max(np.abs(np.asarray(out["predictions"]) - model.predict_proba(frame))) <= 1e-5

@@ -19,6 +19,7 @@ class ServingMetrics:
     events_dropped: Counter
     fast_path: Gauge
     payload_posts: Counter
+    batches: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ServingMetrics:
@@ -42,6 +43,7 @@ class ServingMetrics:
                             ["version"], registry=registry, multiprocess_mode="max"),
             payload_posts=Counter("ctloop_serving_payload_posts", "HTTP POSTs of payload events to the sink",
                                   registry=registry),
+            batches=Counter("ctloop_serving_batches", "Model calls made by the micro-batcher", registry=registry),
         )
 
     def set_fast_path(self, version: int | None, on: bool, previous: int | None = None) -> None:

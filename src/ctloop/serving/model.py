@@ -137,19 +137,19 @@ class CtloopModel(Model):
 
     def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
         """Predict with the model current at the start of the request (a swap never splits a request)."""
+        served, columns = self.decode(payload)
+        return self.respond(payload, served, predict_columns(served, columns))
+
+    def decode(self, payload: Any) -> tuple[Served, dict[str, Any]]:
+        """The model current now and the request's typed columns (400 on bad input)."""
         served = self.served
         m = served.model
         if isinstance(payload, InferRequest):
-            columns = columns_from_v2(payload, m.numeric_features, m.categorical_features)
-        else:
-            columns = columns_from_v1(payload, m.numeric_features, m.categorical_features)
-        try:
-            if served.fast is not None:
-                proba = served.fast.predict_proba(columns)
-            else:
-                proba = np.asarray(m.predict_proba(pd.DataFrame(columns)), dtype="float64")
-        except (ValueError, TypeError, ModelError) as exc:
-            raise InvalidInput(f"instances: cannot predict on this input ({exc})") from exc
+            return served, columns_from_v2(payload, m.numeric_features, m.categorical_features)
+        return served, columns_from_v1(payload, m.numeric_features, m.categorical_features)
+
+    def respond(self, payload: Any, served: Served, proba: np.ndarray) -> Any:
+        """The V1 or V2 response for ``proba``, naming the version that computed it."""
         labels = (proba >= self.threshold).astype("int64")
         version = None if served.version is None else str(served.version)
         if isinstance(payload, InferRequest):
@@ -159,3 +159,28 @@ class CtloopModel(Model):
                 infer_outputs=[InferOutput("probability", [n], "FP64", proba.tolist()),
                                InferOutput("label", [n], "INT64", labels.tolist())])
         return {"predictions": proba.tolist(), "labels": labels.tolist(), "model_version": version}
+
+
+def predict_columns(served: Served, columns: dict[str, Any]) -> np.ndarray:
+    """P(class 1) on the fast path when the served model has one, else on the reference path."""
+    try:
+        if served.fast is not None:
+            return served.fast.predict_proba(columns)
+        return np.asarray(served.model.predict_proba(pd.DataFrame(columns)), dtype="float64")
+    except (ValueError, TypeError, ModelError) as exc:
+        raise InvalidInput(f"instances: cannot predict on this input ({exc})") from exc
+
+
+class BatchingCtloopModel(CtloopModel):
+    """:class:`CtloopModel` whose concurrent requests share model calls (``serving.batching``)."""
+
+    def __init__(self, name: str, metrics: ServingMetrics, batcher: Any, **kwargs: Any) -> None:
+        super().__init__(name, metrics, **kwargs)
+        self.batcher = batcher
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
+        """Decode, wait for the batch to run, respond with this request's own rows and version."""
+        served, columns = self.decode(payload)
+        first = next(iter(columns.values()))
+        proba = await self.batcher.predict(served, lambda cols: predict_columns(served, cols), columns, len(first))
+        return self.respond(payload, served, proba)

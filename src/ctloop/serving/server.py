@@ -118,6 +118,20 @@ def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: 
     return CtloopRESTServer
 
 
+def build_model(cfg: ProjectConfig, metrics: Any) -> Any:
+    """The served ``kserve.Model``: micro-batching when ``serving.batching.enabled``."""
+    from ctloop.serving.model import BatchingCtloopModel, CtloopModel
+
+    kwargs = {"threshold": cfg.serving.threshold, "max_fast_path_delta": cfg.gate.infra.max_fast_path_delta}
+    b = cfg.serving.batching
+    if b.enabled:
+        from ctloop.serving.batching import MicroBatcher
+
+        batcher = MicroBatcher(b.max_batch_size, b.max_wait_us, metrics.batches)
+        return BatchingCtloopModel(cfg.name, metrics, batcher, **kwargs)
+    return CtloopModel(cfg.name, metrics, **kwargs)
+
+
 def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = None,
           metrics_registry: CollectorRegistry | None = None) -> None:
     """Load the model and run the server until SIGTERM/SIGINT.
@@ -137,15 +151,13 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
 
     from ctloop.registry import Registry
     from ctloop.serving.metrics import ServingMetrics
-    from ctloop.serving.model import CtloopModel
     from ctloop.serving.payload import EventContext, PayloadLogger
     from ctloop.serving.watcher import ChampionWatcher
 
     sc = cfg.serving
     metrics_registry = metrics_registry or CollectorRegistry()
     metrics = ServingMetrics.create(metrics_registry)
-    model = CtloopModel(cfg.name, metrics, threshold=sc.threshold,
-                        max_fast_path_delta=cfg.gate.infra.max_fast_path_delta)
+    model = build_model(cfg, metrics)
     watcher = None
     if model_dir:
         local = resolve_model_dir(model_dir)
