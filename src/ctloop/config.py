@@ -286,6 +286,7 @@ class ServingConfig(_Section):
     node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "cpu"})
     config_map: str = "ctloop-config"
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    workers: int = Field(1, ge=1, le=64, description="server processes sharing the port (one per core)")
 
 
 class DriftConfig(_Section):
