@@ -1,6 +1,7 @@
 """Serving throughput/latency, side by side on the same trained churn model, one worker each:
 
-(a) ``ctloop serve`` (compiled fast path), also with payload logging on (events to a real ``ctloop watch``);
+(a) ``ctloop serve`` (compiled fast path), also with payload logging on: events to a real ``ctloop watch``
+    (which shares the machine's cores) and to a sink that discards them (the server's own cost);
 (b) a bare FastAPI app doing ``pandas.DataFrame`` + ``predict_proba`` on the same model folder;
 (c) MLServer + mlserver-sklearn (separate venv, V2: it has no V1) serving the same joblib pipeline;
 (d) ctloop's own HTTP stack returning a constant (the limit of the server itself).
@@ -179,6 +180,13 @@ def main() -> None:  # noqa: C901 - one linear script
                                     "--port", str(watch_port)], stdout=log, stderr=subprocess.STDOUT, env=env)
         procs.append(watcher)
 
+        sink_port = _free_port()
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks/null_sink_app.py"), "--port",
+                                       str(sink_port)], stdout=log, stderr=subprocess.STDOUT, env=env))
+        raw["serving"]["logger"] = {"url": f"http://127.0.0.1:{sink_port}/events"}
+        nulled = project.parent / "ctloop-null-sink.yaml"
+        nulled.write_text(yaml.safe_dump(raw))
+
         servers: dict[str, tuple[subprocess.Popen[bytes], str, dict[str, Any], dict[str, Any]]] = {}
 
         def start(name: str, cmd: list[str], path: str) -> None:
@@ -189,16 +197,19 @@ def main() -> None:  # noqa: C901 - one linear script
 
         ctl = [sys.executable, "-m", "ctloop.cli", "serve", "--model-dir", str(model_dir)]
         start("(a) ctloop", [*ctl, "--config", str(project)], "/v1/models/{name}:predict")
-        start("(a) ctloop, logging on", [*ctl, "--config", str(logged)], "/v1/models/{name}:predict")
+        start("(a) ctloop, logging on (watcher)", [*ctl, "--config", str(logged)], "/v1/models/{name}:predict")
+        start("(a) ctloop, logging on (null sink)", [*ctl, "--config", str(nulled)], "/v1/models/{name}:predict")
         start("(b) bare FastAPI + pandas", [sys.executable, str(ROOT / "benchmarks/bare_serving_app.py"),
                                             "--model-dir", str(model_dir)], "/predict")
         start("(d) ctloop stack, constant", [sys.executable, str(ROOT / "benchmarks/constant_serving_app.py"),
                                              "--config", str(project), "--model-dir", str(model_dir)],
               "/v1/models/{name}:predict")
         if not args.skip_mlserver and args.trainer == "sklearn":
+            import sklearn
             from peer_venv import ensure_venv
 
-            python = ensure_venv(args.venvs, "mlserver", MLSERVER_PACKAGES)
+            # the same scikit-learn as the project, so the joblib pipeline unpickles unchanged
+            python = ensure_venv(args.venvs, "mlserver", [*MLSERVER_PACKAGES, f"scikit-learn=={sklearn.__version__}"])
             p, url = _mlserver(python, model_dir, work, log)
             procs.append(p)
             servers["(c) MLServer + mlserver-sklearn (V2)"] = (
@@ -215,7 +226,7 @@ def main() -> None:  # noqa: C901 - one linear script
                     r = _wrk(url, body, conns, args.duration, work)
                     if (name, key) not in best or r["rps"] > best[(name, key)]["rps"]:
                         best[(name, key)] = r
-        logged_base = servers["(a) ctloop, logging on"][1].split("/v1/")[0]
+        logged_base = servers["(a) ctloop, logging on (watcher)"][1].split("/v1/")[0]
         time.sleep(1.0)  # the last flush_seconds of events
         posts = _metric(logged_base, "ctloop_serving_payload_posts_total")
         dropped = _metric(logged_base, "ctloop_serving_payload_events_dropped_total")
