@@ -138,6 +138,8 @@ def main() -> None:  # noqa: C901 - one linear script
     ap.add_argument("--venvs", type=Path, default=Path.home() / ".cache" / "ctloop-bench-venvs",
                     help="where the peers' separate virtualenvs live (created on first use)")
     ap.add_argument("--skip-mlserver", action="store_true")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="run only the servers whose name contains one of these (e.g. '(a)')")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -204,7 +206,7 @@ def main() -> None:  # noqa: C901 - one linear script
         start("(d) ctloop stack, constant", [sys.executable, str(ROOT / "benchmarks/constant_serving_app.py"),
                                              "--config", str(project), "--model-dir", str(model_dir)],
               "/v1/models/{name}:predict")
-        if not args.skip_mlserver and args.trainer == "sklearn":
+        if not args.skip_mlserver and args.trainer == "sklearn" and (not args.only or "(c)" in args.only):
             import sklearn
             from peer_venv import ensure_venv
 
@@ -215,6 +217,8 @@ def main() -> None:  # noqa: C901 - one linear script
             servers["(c) MLServer + mlserver-sklearn (V2)"] = (
                 p, url, _v2_body(one, model.numeric_features, model.categorical_features),
                 _v2_body(hundred, model.numeric_features, model.categorical_features))
+        if args.only:
+            servers = {k: v for k, v in servers.items() if any(o in k for o in args.only)}
         for _name, (p, url, body, _) in servers.items():
             _wait(url, p, body)
             _wrk(url, body, 4, 2, work)  # the same warm-up for every server
@@ -226,11 +230,13 @@ def main() -> None:  # noqa: C901 - one linear script
                     r = _wrk(url, body, conns, args.duration, work)
                     if (name, key) not in best or r["rps"] > best[(name, key)]["rps"]:
                         best[(name, key)] = r
-        logged_base = servers["(a) ctloop, logging on (watcher)"][1].split("/v1/")[0]
+        watched = "(a) ctloop, logging on (watcher)"
+        logged_base = servers[watched][1].split("/v1/")[0] if watched in servers else None
         time.sleep(1.0)  # the last flush_seconds of events
-        posts = _metric(logged_base, "ctloop_serving_payload_posts_total")
-        dropped = _metric(logged_base, "ctloop_serving_payload_events_dropped_total")
-        sent = _metric(logged_base, "ctloop_serving_payload_events_sent_total")
+        if logged_base:
+            posts = _metric(logged_base, "ctloop_serving_payload_posts_total")
+            dropped = _metric(logged_base, "ctloop_serving_payload_events_dropped_total")
+            sent = _metric(logged_base, "ctloop_serving_payload_events_sent_total")
 
         print("\n| server | c=1 req/s | c=1 p50 / p99 ms | c=16 req/s | c=16 p50 / p99 ms "
               "| 100-row requests, c=16: rows/s | non-2xx |")
@@ -244,11 +250,13 @@ def main() -> None:  # noqa: C901 - one linear script
         print("\nratios at c=16 (single-row requests/s):")
         for name in servers:
             if name != "(a) ctloop":
-                print(f"- (a) ctloop / {name}: {ours / best[(name, 'c16')]['rps']:.2f}x")
-        rows = _metric(f"http://127.0.0.1:{watch_port}", 'ctloop_watcher_rows_total{kind="request"}')
-        print(f"\npayload logging: {int(posts)} POSTs to the watcher carried {int(sent)} events "
-              f"({int(dropped)} dropped) and {int(rows)} request rows the watcher ingested: "
-              f"{rows / max(posts, 1):.1f} rows per POST")
+                print(f"- {name} / (a) ctloop: {best[(name, 'c16')]['rps'] / ours:.3f}   "
+                      f"(a) ctloop / {name}: {ours / best[(name, 'c16')]['rps']:.2f}x")
+        if logged_base:
+            rows = _metric(f"http://127.0.0.1:{watch_port}", 'ctloop_watcher_rows_total{kind="request"}')
+            print(f"\npayload logging: {int(posts)} POSTs to the watcher carried {int(sent)} events "
+                  f"({int(dropped)} dropped) and {int(rows)} request rows the watcher ingested: "
+                  f"{rows / max(posts, 1):.1f} rows per POST")
         print("goals: (a)/(b) >= 15x, (a)/(c) >= 15x, (a)/(d) >= 0.5x at c=16; p99 <= 10 ms at c=16; "
               "logging on >= 0.9x off; <= 1 POST per 32 rows")
     finally:

@@ -33,6 +33,7 @@ log = logging.getLogger("ctloop.serving.payload")
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+POLL_SECONDS = 0.005  # how often an open batch looks for more queued inferences
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,11 @@ class PayloadLogger:
             self._thread.join(timeout)
 
     def _take_batch(self) -> list[tuple[_Pair, int]]:
-        """Pairs (with their row counts) up to ``batch_size`` rows or ``flush_seconds`` after the first."""
+        """Pairs (with their row counts) up to ``batch_size`` rows or ``flush_seconds`` after the first.
+
+        The queue is drained without waiting per item (a wake-up per request would cost the serving
+        thread the GIL on every request); while it is empty the thread sleeps in short steps.
+        """
         batch: list[tuple[_Pair, int]] = []
         try:
             item = self._queue.get(timeout=self.cfg.flush_seconds)
@@ -125,10 +130,16 @@ class PayloadLogger:
             rows += n
             if rows >= self.cfg.batch_size:
                 break
-            wait = 0.0 if self._stop.is_set() else deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-            except queue.Empty:
+            item = None
+            while item is None:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stop.is_set():
+                        return batch
+                    time.sleep(min(POLL_SECONDS, left))
+            if item is None:
                 break
         return batch
 
