@@ -189,6 +189,11 @@ def main() -> None:  # noqa: C901 - one linear script
         nulled = project.parent / "ctloop-null-sink.yaml"
         nulled.write_text(yaml.safe_dump(raw))
 
+        raw["serving"].pop("logger")
+        raw["serving"]["batching"] = {"enabled": True, "max_batch_size": 64, "max_wait_us": 500}
+        batched = project.parent / "ctloop-batching.yaml"
+        batched.write_text(yaml.safe_dump(raw))
+
         servers: dict[str, tuple[subprocess.Popen[bytes], str, dict[str, Any], dict[str, Any]]] = {}
 
         def start(name: str, cmd: list[str], path: str) -> None:
@@ -201,6 +206,8 @@ def main() -> None:  # noqa: C901 - one linear script
         start("(a) ctloop", [*ctl, "--config", str(project)], "/v1/models/{name}:predict")
         start("(a) ctloop, logging on (watcher)", [*ctl, "--config", str(logged)], "/v1/models/{name}:predict")
         start("(a) ctloop, logging on (null sink)", [*ctl, "--config", str(nulled)], "/v1/models/{name}:predict")
+        start("(a) ctloop, micro-batching 64 rows / 500 us", [*ctl, "--config", str(batched)],
+              "/v1/models/{name}:predict")
         start("(b) bare FastAPI + pandas", [sys.executable, str(ROOT / "benchmarks/bare_serving_app.py"),
                                             "--model-dir", str(model_dir)], "/predict")
         start("(d) ctloop stack, constant", [sys.executable, str(ROOT / "benchmarks/constant_serving_app.py"),
