@@ -1,7 +1,8 @@
 """Serving throughput/latency, side by side on the same trained churn model, one worker each:
 
 (a) ``ctloop serve`` (compiled fast path), also with payload logging on: events to a real ``ctloop watch``
-    (which shares the machine's cores) and to a sink that discards them (the server's own cost);
+    (which shares the machine's cores) and to a sink that discards them (the server's own cost), and
+    with micro-batching on (64 rows / 500 us);
 (b) a bare FastAPI app doing ``pandas.DataFrame`` + ``predict_proba`` on the same model folder;
 (c) MLServer + mlserver-sklearn (separate venv, V2: it has no V1) serving the same joblib pipeline;
 (d) ctloop's own HTTP stack returning a constant (the limit of the server itself).
@@ -12,7 +13,7 @@ server gets the same warm-up and the best of ``--rounds`` runs. Prints a Markdow
 ratios against (b), (c) and (d) measured in the same run.
 
     python benchmarks/bench_serving.py [--duration 5] [--rounds 1] [--trainer sklearn|torch]
-        [--venvs DIR] [--skip-mlserver]
+        [--venvs DIR] [--skip-mlserver] [--only "(a)" "(d)"]
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def _sklearn_features(pipe: Any, numeric: list[str], categorical: list[str]) -> 
             _vocab(arrays, list(tr.categories_))
         else:
             raise FastPathError(f"unsupported transformer {name!r} ({type(tr).__name__})")
-    if numeric and "num" not in seen or categorical and "cat" not in seen:
+    if (numeric and "num" not in seen) or (categorical and "cat" not in seen):
         raise FastPathError("the pipeline does not transform every feature")
     arrays.setdefault("medians", np.zeros(0))
     arrays.setdefault("means", np.zeros(0))
