@@ -79,6 +79,8 @@ class RegistryStoreError(RegistryError, ConfigError):
     """``registry.uri`` names a store the registry cannot keep consistent (no conditional writes)."""
 
     exit_code = 2
+
+
 class StoreError(CtloopError, RuntimeError):
     """The prediction store cannot be opened, read or written (nothing of the failed batch is recorded)."""
 
@@ -87,3 +89,7 @@ class LabelError(CtloopError, ValueError):
     """A batch of labels is malformed (the message names the row index); nothing of it is recorded."""
 
     exit_code = 3
+
+
+class FastPathError(ModelError):
+    """A model cannot be compiled to the fast inference path (it is served on the reference path)."""
