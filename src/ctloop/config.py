@@ -275,6 +275,17 @@ class ServingConfig(_Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "cpu"})
     config_map: str = "ctloop-config"
+    repository_api: bool = Field(False, description="mount KServe's model-repository load/unload routes "
+                                 "(behind the bearer token in serving.token_file)")
+    token_file: str | None = Field(None, description="bearer token guarding the repository routes")
+    body_timeout_seconds: float = Field(30.0, gt=0, le=600,
+                                        description="a request body not received within this is refused (408)")
+
+    @model_validator(mode="after")
+    def _repository_token(self) -> ServingConfig:
+        if self.repository_api and not self.token_file:
+            raise ValueError("repository_api: true needs serving.token_file (the bearer token guarding it)")
+        return self
 
 
 class DriftConfig(_Section):
@@ -308,6 +319,13 @@ class DriftConfig(_Section):
     poll_seconds: float = Field(5.0, gt=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_pending_joins: int = Field(10_000, ge=1)
+    events_token_file: str | None = Field(None, description="bearer token /events requires (and the model "
+                                          "server's payload logger sends); None leaves /events open")
+    replay_window: int = Field(100_000, ge=1, description="event ids remembered to refuse replayed ce-ids")
+    max_rows_per_second: float | None = Field(None, gt=0, description="rows one event source may add per "
+                                              "second (token bucket, burst of one window); None: unlimited")
+    min_sources: int = Field(1, ge=1, description="distinct event sources a drifted window needs before it "
+                             "counts (where events carry a source)")
 
     @field_validator("slide_rows")
     @classmethod
@@ -561,6 +579,8 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         ("kfp", "pipeline_root"),
         ("triggers", "ledger"),
         ("triggers", "token_file"),
+        ("serving", "token_file"),
+        ("drift", "events_token_file"),
         ("training", "checkpoint_uri"),
     ):
         sec = out.get(section)

@@ -2,9 +2,10 @@
 
 KServe 0.21 parses ``sys.argv`` when ``kserve`` is first imported and binds its REST server to
 ``0.0.0.0``; :func:`~ctloop.serving._kserve.import_kserve` imports it with a neutral argv, and
-:func:`serve` installs a small ``RESTServer`` subclass that binds ``serving.host``, adds ctloop's
-middleware, error handlers and a ``/metrics`` that also exposes ctloop's own registry, and leaves
-per-request logging off unless ``serving.request_logging`` is set.
+:func:`serve` installs a small ``RESTServer`` subclass that binds ``serving.host``, mounts only ctloop's
+routes (:mod:`ctloop.serving.routes`), adds ctloop's middleware, error handlers and a ``/metrics`` that
+also exposes ctloop's own registry, and leaves per-request logging off unless ``serving.request_logging``
+is set; the gRPC server (:mod:`ctloop.serving.grpc_server`) binds ``serving.host`` too.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def _field_path(loc: Any) -> str:
 
 
 def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: dict[str, Any],
-                       metrics_registry: CollectorRegistry) -> Any:
+                       metrics_registry: CollectorRegistry, model: Any,
+                       repository_token: str | None = None) -> Any:
     from fastapi import Request, Response
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -66,6 +68,7 @@ def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: 
     from prometheus_client import REGISTRY, exposition
 
     from ctloop.serving.middleware import ServingMiddleware
+    from ctloop.serving.routes import register_routes
 
     combined = _CombinedRegistry(REGISTRY, metrics_registry)
 
@@ -107,8 +110,8 @@ def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: 
             app.add_middleware(ServingMiddleware, **middleware_kwargs)
 
         def _register_endpoints(self, app: Any) -> None:
-            app.router.add_route("/metrics", metrics_handler, methods=["GET"])  # before KServe's: wins
-            super()._register_endpoints(app)
+            register_routes(app, self.dataplane, self.model_repository_extension, model,
+                            metrics_handler=metrics_handler, repository_token=repository_token)
 
         def _add_exception_handlers(self, app: Any) -> None:
             super()._add_exception_handlers(app)
@@ -136,9 +139,11 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     import kserve.model_server as ks_server
 
     from ctloop.registry import Registry
+    from ctloop.serving.grpc_server import grpc_server_class
     from ctloop.serving.metrics import ServingMetrics
     from ctloop.serving.model import CtloopModel
     from ctloop.serving.payload import EventContext, PayloadLogger
+    from ctloop.serving.routes import read_bearer_token
     from ctloop.serving.watcher import ChampionWatcher
 
     sc = cfg.serving
@@ -168,11 +173,15 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
         ctx = EventContext(inferenceservicename=cfg.name, namespace=sc.namespace, component=sc.component)
         payload_logger = PayloadLogger(sc.logger, ctx, metrics).start()
 
-    original = ks_server.RESTServer
+    repository_token = read_bearer_token(sc.token_file, "serving.token_file") \
+        if sc.repository_api and sc.token_file else None
+    original, original_grpc = ks_server.RESTServer, ks_server.GRPCServer
     ks_server.RESTServer = _rest_server_class(
         original, host=sc.host, quiet=not sc.request_logging, metrics_registry=metrics_registry,
+        model=model, repository_token=repository_token,
         middleware_kwargs={"max_body_bytes": sc.max_body_bytes, "metrics": metrics,
-                           "payload_logger": payload_logger})
+                           "payload_logger": payload_logger, "body_timeout_seconds": sc.body_timeout_seconds})
+    ks_server.GRPCServer = grpc_server_class(original_grpc, sc.host)
     try:
         server = kserve.ModelServer(http_port=port or sc.port, grpc_port=sc.grpc_port,
                                     enable_grpc=sc.enable_grpc, enable_latency_logging=sc.request_logging,
@@ -182,7 +191,7 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
         log.info("serving %r on http://%s:%s", cfg.name, sc.host, port or sc.port)
         server.start([model])
     finally:
-        ks_server.RESTServer = original
+        ks_server.RESTServer, ks_server.GRPCServer = original, original_grpc
         if watcher is not None:
             watcher.stop()
         if payload_logger is not None:
