@@ -73,3 +73,7 @@ class TrainingInterrupted(ModelError):
 
 class DemoError(CtloopError, RuntimeError):
     """``ctloop demo``: a process did not start, or the loop did not close in time (see the named log)."""
+
+
+class ArtifactIntegrityError(RegistryError, ModelError):
+    """A model artifact does not match the digest recorded for it; it was not deserialised."""

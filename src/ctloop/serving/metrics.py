@@ -17,6 +17,7 @@ class ServingMetrics:
     swap_failures: Counter
     events_sent: Counter
     events_dropped: Counter
+    artifacts_rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ServingMetrics:
@@ -35,4 +36,7 @@ class ServingMetrics:
                                 registry=registry),
             events_dropped=Counter("ctloop_serving_payload_events_dropped",
                                    "Payload events dropped", ["reason"], registry=registry),
+            artifacts_rejected=Counter("ctloop_serving_artifacts_rejected",
+                                       "Model folders refused because an artifact did not match its recorded "
+                                       "digest (nothing was deserialised)", registry=registry),
         )
