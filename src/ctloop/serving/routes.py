@@ -7,37 +7,11 @@ an unauthenticated ``unload`` takes the model offline. ctloop mounts the reposit
 """
 
 # no ``from __future__ import annotations``: FastAPI reads the handlers' annotations (``Request``) at runtime
-import hmac
-from pathlib import Path
 from typing import Any
 
-from ctloop.errors import ConfigError
+from ctloop.auth import bearer_ok
 
 REPOSITORY_ROUTES = ("/v2/repository/models/{model_name}/load", "/v2/repository/models/{model_name}/unload")
-
-
-def read_bearer_token(path: str | Path, field: str) -> str:
-    """The token in ``path`` (stripped); ``field`` names the config key in errors.
-
-    Raises:
-        ConfigError: When the file is missing, unreadable or empty.
-    """
-    p = Path(path)
-    try:
-        token = p.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{field} {p}: cannot read the token ({exc}); create it, e.g. "
-                          f"`openssl rand -hex 32 > {p}`") from exc
-    if not token:
-        raise ConfigError(f"{field} {p}: the token file is empty")
-    return token
-
-
-def bearer_ok(header: str | None, expected: str) -> bool:
-    """Whether an ``Authorization`` header carries ``Bearer <expected>`` (constant-time compare)."""
-    scheme, _, given = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and bool(given) and hmac.compare_digest(given.strip().encode(),
-                                                                              expected.encode())
 
 
 def model_can_answer(dataplane: Any, model: Any) -> bool:

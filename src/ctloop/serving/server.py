@@ -138,12 +138,12 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     kserve = import_kserve()
     import kserve.model_server as ks_server
 
+    from ctloop.auth import read_bearer_token
     from ctloop.registry import Registry
     from ctloop.serving.grpc_server import grpc_server_class
     from ctloop.serving.metrics import ServingMetrics
     from ctloop.serving.model import CtloopModel
     from ctloop.serving.payload import EventContext, PayloadLogger
-    from ctloop.serving.routes import read_bearer_token
     from ctloop.serving.watcher import ChampionWatcher
 
     sc = cfg.serving
@@ -171,7 +171,9 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     payload_logger = None
     if sc.logger.url:
         ctx = EventContext(inferenceservicename=cfg.name, namespace=sc.namespace, component=sc.component)
-        payload_logger = PayloadLogger(sc.logger, ctx, metrics).start()
+        events_token = read_bearer_token(cfg.drift.events_token_file, "drift.events_token_file") \
+            if cfg.drift.events_token_file else None
+        payload_logger = PayloadLogger(sc.logger, ctx, metrics, token=events_token).start()
 
     repository_token = read_bearer_token(sc.token_file, "serving.token_file") \
         if sc.repository_api and sc.token_file else None

@@ -19,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ctloop.auth import bearer_ok, read_bearer_token
 from ctloop.config import ProjectConfig
 from ctloop.errors import EventError
-from ctloop.watcher.events import parse_events
+from ctloop.watcher.events import parse_delivery
 from ctloop.watcher.metrics import WatcherMetrics
 from ctloop.watcher.state import WatcherState
 
@@ -67,8 +68,14 @@ def build_app(
     st = state or WatcherState(cfg, WatcherMetrics(metrics_registry, cfg.name))
     extras = dict(status_extras or {})
     limit = cfg.drift.max_body_bytes
+    token = read_bearer_token(cfg.drift.events_token_file, "drift.events_token_file") \
+        if cfg.drift.events_token_file else None
 
     async def events(request: Request) -> Response:
+        if token is not None and not bearer_ok(request.headers.get("authorization"), token):
+            st.count("unauthorized")
+            return JSONResponse({"error": "missing or invalid bearer token (drift.events_token_file)"},
+                                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="ctloop-events"'})
         try:
             body = await read_limited(request, limit)
         except _TooLarge:
@@ -82,11 +89,19 @@ def build_app(
                                 status_code=202)
         ref = mon.reference
         try:
-            parsed = parse_events(request.headers, body, ref.numeric, ref.categorical)
-            summary = st.ingest(parsed)
+            parsed, rejected = parse_delivery(request.headers, body, ref.numeric, ref.categorical)
         except EventError as exc:
             st.count("malformed")
             return JSONResponse({"error": str(exc)}, status_code=400)
+        if rejected:
+            st.count("malformed", len(rejected))
+        summary = st.ingest(parsed)
+        errors = rejected + summary.pop("errors", [])
+        if errors and not summary["accepted"]:
+            return JSONResponse({"error": "; ".join(errors[:5]), **summary, "rejected": len(errors)},
+                                status_code=400)
+        if errors:
+            summary.update(rejected=len(errors), errors=errors[:5])
         return JSONResponse(summary, status_code=202)
 
     async def metrics(_: Request) -> Response:
