@@ -132,6 +132,9 @@ class Reference:
                 codes.append(lut[cat.codes])
                 continue
             arr = np.asarray(col, dtype=object)
+            if arr.ndim != 1:
+                raise EventError(f"feature {name!r}: expected one text or number value per row, got shape "
+                                 f"{arr.shape}")
             if arr.shape[0] != rows:
                 raise EventError(f"feature {name!r}: {arr.shape[0]} values for {rows} rows")
             if rows <= SMALL_SLICE // 32:  # a few values: dictionary lookups beat an index's overhead
