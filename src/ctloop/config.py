@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from ctloop.errors import ConfigError
+from ctloop.yamlsafe import YamlLimitError, load_bounded
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DURATION_RE = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
@@ -632,7 +633,9 @@ def load_config(path: str | Path) -> ProjectConfig:
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found (create one with `ctloop init DIR`)")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_bounded(p.read_text(), str(p))
+    except YamlLimitError as exc:
+        raise ConfigError(str(exc)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     return parse_config(raw, source=str(p), base=p.parent.resolve())

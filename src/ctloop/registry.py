@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -44,6 +45,7 @@ import fsspec
 from ctloop.errors import ArtifactIntegrityError, RegistryError, VersionNotFoundError
 
 ALIASES = ("champion", "previous")
+ALIAS_NAME_RE = re.compile(r"[a-z0-9-]{1,63}")
 PENDING = ".pending.json"
 _UNSET: Any = object()
 
@@ -312,6 +314,9 @@ class Registry:
 
     # -- aliases -----------------------------------------------------------
     def _alias_path(self, name: str) -> str:
+        if not isinstance(name, str) or not ALIAS_NAME_RE.fullmatch(name):
+            raise VersionNotFoundError(f"{self._where()}: {name!r} is not a valid alias name (aliases are "
+                                       "lowercase letters, digits and '-', e.g. champion)")
         return self._p("aliases", f"{name}.json")
 
     def _recover(self) -> None:
