@@ -37,6 +37,13 @@ def _records(features: list[str]) -> st.SearchStrategy[Any]:
     return st.fixed_dictionaries({"instances": st.lists(record, max_size=4) | st.lists(row, max_size=4) | values})
 
 
+def _many(features: list[str]) -> st.SearchStrategy[Any]:
+    """V1 bodies with their instances repeated up to 40 times (past the watcher's small-batch path)."""
+    record = st.fixed_dictionaries({f: values for f in features})
+    return st.tuples(st.lists(record, min_size=1, max_size=2), st.integers(1, 40)).map(
+        lambda t: {"instances": t[0] * t[1]})
+
+
 def _v2(features: list[str]) -> st.SearchStrategy[Any]:
     tensor = st.fixed_dictionaries({
         "name": st.sampled_from([*features, "bogus"]),
@@ -101,11 +108,11 @@ def test_fuzz_event_parser(watcher: Watcher) -> None:
                                  "org.kubeflow.serving.inference.response", "other"]),
         "source": st.text(max_size=6),
         "inferenceservicename": st.sampled_from([NAME, "other", ""]),
-        "data": _records(FEATURES) | values,
+        "data": _many(FEATURES) | _records(FEATURES) | values,
     })
 
     @FUZZ
-    @given(single=_records(FEATURES) | values, kind=st.sampled_from(["request", "response"]),
+    @given(single=_many(FEATURES) | _records(FEATURES) | values, kind=st.sampled_from(["request", "response"]),
            batch=st.lists(event | values, max_size=4))
     def run(single: Any, kind: str, batch: Any) -> None:
         h, _ = binary_event(kind, {}, NAME)
