@@ -327,6 +327,8 @@ class DriftConfig(_Section):
                                               "second (token bucket, burst of one window); None: unlimited")
     min_sources: int = Field(1, ge=1, description="distinct event sources a drifted window needs before it "
                              "counts (where events carry a source)")
+    events_token_secret: str = Field("ctloop-events-token", description="Secret holding the events token "
+                                     "(mounted at events_token_file in the watcher and the ServingRuntime)")
 
     @field_validator("slide_rows")
     @classmethod
