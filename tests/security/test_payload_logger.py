@@ -57,21 +57,29 @@ def test_non_ascii_request_id_does_not_kill_the_logger(served: Any) -> None:
     server, cfg, sink, model = served["server"], served["cfg"], served["sink"], served["model"]
     url = f"{server.base}/v1/models/{cfg.name}:predict"
     body = {"instances": records(training_frame(seed=1, rows=2), model.features)}
-    before = len(sink.snapshot())
+    before = len(sink.cloudevents())
     hostile = "ünïcode-ïd".encode()
+    replies = []
     r = httpx.post(url, json=body, headers=[(b"x-request-id", hostile)], timeout=10)
     assert r.status_code == 200
+    replies.append(r.json())
     r = httpx.post(url, json=body, headers={"x-request-id": "y" * 5000}, timeout=10)
     assert r.status_code == 200
+    replies.append(r.json())
     r = httpx.post(url, json=body, headers={"x-request-id": "plain-id-1"}, timeout=10)
     assert r.status_code == 200
-    events = sink.wait_for(before + 6)[before:]
-    ids = [h["ce-id"] for h, _ in events]
+    replies.append(r.json())
+    events = sink.wait_for_events(before + 6)[before:]
+    ids = [e["id"] for e in events]
     assert ids.count("plain-id-1") == 2
-    originals = {h.get(f"ce-{ORIGINAL_ID_ATTRIBUTE}") for h, _ in events} - {None}
+    originals = {e.get(ORIGINAL_ID_ATTRIBUTE) for e in events} - {None}
     decoded = {base64.urlsafe_b64decode(o) for o in originals}
     assert hostile in decoded  # the original travels, safely encoded (latin-1 bytes as read off the wire)
     assert all(i.isascii() and len(i) <= 128 for i in ids)
+    # the prediction ids use the same safe request id as the events (the watcher joins on them)
+    pred_ids = [i for rep in replies for i in rep["ids"]]
+    assert all(i.isascii() and len(i) <= 140 for i in pred_ids)
+    assert {i.rsplit("-", 1)[0] for i in pred_ids} == set(ids)
     assert server.metric('ctloop_serving_payload_events_dropped_total') == 0
 
 
@@ -100,29 +108,29 @@ def test_sender_survives_injected_failures(monkeypatch: pytest.MonkeyPatch) -> N
     sink = EventSink()
     metrics = ServingMetrics.create(CollectorRegistry())
     calls: list[str] = []
-    real = payload.build_events
+    real = payload.pair_events
 
-    def flaky(event_id: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(event_id)
-        if event_id.startswith("boom"):
+    def flaky(pair: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(pair.id)
+        if pair.id.startswith("boom"):
             raise RuntimeError("injected failure")
-        return real(event_id, *args, **kwargs)
+        return real(pair, *args, **kwargs)
 
-    monkeypatch.setattr(payload, "build_events", flaky)
+    monkeypatch.setattr(payload, "pair_events", flaky)
     cfg = PayloadLoggerConfig(url=sink.url, flush_seconds=0.02, batch_size=2)
     logger = PayloadLogger(cfg, EventContext("churn", "ns"), metrics).start()
     try:
         for i in ("ok-1", "boom-1", "ok-2", "boom-2", "ok-3"):
             logger.emit(i, b'{"instances": []}', b'{"predictions": []}')
-        events = sink.wait_for(6)
-        assert sorted({h["ce-id"] for h, _ in events}) == ["ok-1", "ok-2", "ok-3"]
+        events = sink.wait_for_events(6)
+        assert sorted({e["id"] for e in events}) == ["ok-1", "ok-2", "ok-3"]
         assert calls == ["ok-1", "boom-1", "ok-2", "boom-2", "ok-3"]
         assert metrics.events_dropped.labels(reason="error")._value.get() == 4
         assert logger._thread is not None and logger._thread.is_alive()
         # a failure outside event building (the queue itself) is caught too, and the sender goes on
         monkeypatch.setattr(logger, "_take_batch", _fail_once(logger._take_batch))
         logger.emit("ok-4", b"{}", b"{}")
-        sink.wait_for(8)
+        sink.wait_for_events(8)
         assert logger._thread.is_alive()
     finally:
         logger.stop()

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ctloop.serving.metrics import ServingMetrics
-from ctloop.serving.payload import PayloadLogger
+from ctloop.serving.payload import PayloadLogger, sanitize_event_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -121,9 +121,13 @@ class ServingMiddleware:
             elif k == b"ce-id":
                 ce_id = v.decode("latin-1")
         request_id = ce_id or x_id
-        if inference and not request_id:  # one id for the prediction ids (the model reads it) and the events
-            request_id = uuid.uuid4().hex
-            scope["headers"] = [*scope["headers"], (b"x-request-id", request_id.encode())]
+        original_id: str | None = None
+        if inference:  # one safe id for the prediction ids (the model reads it) and the payload events
+            safe, original_id = sanitize_event_id(request_id) if request_id else (uuid.uuid4().hex, None)
+            if safe != request_id:
+                scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"ce-id", b"x-request-id")]
+                scope["headers"].append((b"x-request-id", safe.encode()))
+                request_id = safe
         try:
             body = await self._read_body(receive, send, endpoint)
         except _Abort:
@@ -153,4 +157,4 @@ class ServingMiddleware:
         finally:
             self._count(endpoint, status)
         if logger is not None and 200 <= status < 300:
-            logger.emit(request_id, body, b"".join(out_chunks))
+            logger.emit(request_id, body, b"".join(out_chunks), original_id or "")

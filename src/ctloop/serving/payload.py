@@ -117,10 +117,13 @@ class PayloadLogger:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def emit(self, event_id: str, request: bytes, response: bytes) -> None:
-        """Enqueue one request/response pair; never blocks (a full queue drops and counts)."""
+    def emit(self, event_id: str, request: bytes, response: bytes, original_id: str | None = None) -> None:
+        """Enqueue one request/response pair; never blocks (a full queue drops and counts).
+
+        ``event_id`` is sanitised here unless ``original_id`` says it already was (the middleware does so
+        that prediction ids and events share one safe request id)."""
         now = dt.datetime.now(dt.UTC).isoformat()
-        safe_id, original = sanitize_event_id(event_id)
+        safe_id, original = (event_id, original_id) if original_id is not None else sanitize_event_id(event_id)
         try:
             self._queue.put_nowait(_Pair(safe_id, request, response, REQUEST_TYPE, RESPONSE_TYPE, now, original))
         except queue.Full:
@@ -191,11 +194,23 @@ class PayloadLogger:
     def _send(self, client: httpx.Client, batch: list[_Pair]) -> None:
         """POST the batch as one CloudEvents batch; a failure drops it (counted), never retries."""
         assert self.cfg.url is not None
-        body, count = batch_body(batch, self.cfg.source, self.ctx)
-        if count < 2 * len(batch):
-            self.metrics.events_dropped.labels(reason="not_json").inc(2 * len(batch) - count)
+        parts: list[bytes] = []
+        for pair in batch:
+            try:
+                events = pair_events(pair, self.cfg.source, self.ctx)
+            except Exception as exc:  # one bad pair drops only itself
+                self.metrics.events_dropped.labels(reason="error").inc(2)
+                log.error("payload logger: cannot build events for id %r (%s: %s); dropped 2 events",
+                          pair.id, type(exc).__name__, exc)
+                continue
+            if events is None:
+                self.metrics.events_dropped.labels(reason="not_json").inc(2)
+                continue
+            parts.extend(events)
+        count = len(parts)
         if not count:
             return
+        body = b"[" + b",".join(parts) + b"]"
         try:
             self.metrics.payload_posts.inc()
             r = client.post(self.cfg.url, content=body, headers={"content-type": BATCH_CONTENT_TYPE, **self._auth})
@@ -234,14 +249,21 @@ def batch_body(batch: list[_Pair], source: str, ctx: EventContext) -> tuple[byte
     """
     parts: list[bytes] = []
     for pair in batch:
-        if not (_is_json(pair.request) and _is_json(pair.response)):
-            continue
-        for ce_type, data in ((pair.request_type, pair.request), (pair.response_type, pair.response)):
-            attrs: dict[str, Any] = {
-                "specversion": "1.0", "id": pair.id, "type": ce_type, "source": source, "time": pair.time,
-                "datacontenttype": "application/json", "inferenceservicename": ctx.inferenceservicename,
-                "namespace": ctx.namespace, "component": ctx.component, "endpoint": ctx.endpoint}
-            if pair.original_id is not None:
-                attrs[ORIGINAL_ID_ATTRIBUTE] = pair.original_id
-            parts.append(orjson.dumps(attrs)[:-1] + b',"data":' + data + b"}")
+        parts.extend(pair_events(pair, source, ctx) or [])
     return b"[" + b",".join(parts) + b"]", len(parts)
+
+
+def pair_events(pair: _Pair, source: str, ctx: EventContext) -> list[bytes] | None:
+    """The request and response of one pair as structured events (``None`` when a body is not JSON)."""
+    if not (_is_json(pair.request) and _is_json(pair.response)):
+        return None
+    out = []
+    for ce_type, data in ((pair.request_type, pair.request), (pair.response_type, pair.response)):
+        attrs: dict[str, Any] = {
+            "specversion": "1.0", "id": pair.id, "type": ce_type, "source": source, "time": pair.time,
+            "datacontenttype": "application/json", "inferenceservicename": ctx.inferenceservicename,
+            "namespace": ctx.namespace, "component": ctx.component, "endpoint": ctx.endpoint}
+        if pair.original_id is not None:
+            attrs[ORIGINAL_ID_ATTRIBUTE] = pair.original_id
+        out.append(orjson.dumps(attrs)[:-1] + b',"data":' + data + b"}")
+    return out
