@@ -79,7 +79,7 @@ def test_fast_path_serves_and_altered_artifact_is_refused(tmp_path: Path) -> Non
         assert server.metric("ctloop_serving_swap_failures_total") == 1
         again = _predict(server, cfg.name, body)
         assert again["model_version"] == str(v1) and again["predictions"] == got["predictions"]
-        assert "does not match model.json" in server.log()
+        assert "does not match the digest recorded in model.json" in server.log()  # refused before loading
     finally:
         server.stop()
 
