@@ -153,9 +153,10 @@ def _print_result(console: Console, result: Any) -> None:
     if result.error:
         console.print(f"[red]error in step {result.error.get('step')}[/]: "
                       f"{rich.markup.escape(str(result.error.get('message')))}", highlight=False)
-    html = result.reports.get(str((result.error or {}).get("step")), {}).get("html")
-    if html and html not in str(result.error.get("message")):
-        console.print(f"report: {html}", markup=False, highlight=False)
+    found = result.reports.get(str((result.error or {}).get("step")), {})
+    report = found.get("html") or found.get("json")
+    if report and report not in str(result.error.get("message")):
+        console.print(f"report: {report}", markup=False, highlight=False)
 
 
 @app.command("compile")

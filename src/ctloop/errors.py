@@ -73,3 +73,12 @@ class TrainingInterrupted(ModelError):
 
 class DemoError(CtloopError, RuntimeError):
     """``ctloop demo``: a process did not start, or the loop did not close in time (see the named log)."""
+
+
+class PartitionTypeError(DataError):
+    """Partition files hold columns whose type differs from the schema (``mismatches`` lists each one:
+    partition, file, column, expected and found types, a sample value)."""
+
+    def __init__(self, message: str, mismatches: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.mismatches = mismatches
