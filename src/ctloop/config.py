@@ -169,6 +169,21 @@ class ModelConfig(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
 
+    @field_validator("params")
+    @classmethod
+    def _params_fit_trainer(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        """Check ``params`` against the chosen trainer when the config loads, before anything runs."""
+        trainer = info.data.get("trainer")
+        if trainer == "sklearn":
+            from ctloop.train import parse_sklearn_params
+
+            parse_sklearn_params(value)  # ConfigError is a ValueError: "model.params.<key>: ..."
+        elif trainer == "torch":
+            from ctloop.torch_trainer.params import parse_torch_params
+
+            parse_torch_params(value)
+        return value
+
 
 class MetricBounds(_Section):
     """Per-metric bounds; unknown metric names are errors."""
@@ -537,6 +552,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        if msg.startswith(f"{path}."):  # the message names a deeper key itself (model.params.<key>)
+            lines.append(f"{source}: {msg}")
+            continue
         lines.append(f"{source}: {path}: {msg}")
     return "\n".join(lines)
 

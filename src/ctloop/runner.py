@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ctloop.config import ProjectConfig
+from ctloop.local_retry import skip_deterministic_retries
 from ctloop.registry import Registry
 from ctloop.reports import REPORT_PREFIX
 from ctloop.steps import ERROR_PREFIX, STEP_PREFIX
@@ -126,6 +127,10 @@ def _untyped_failure(tap: _LogTap, exc: Exception, log_path: Path) -> dict[str, 
     return {"step": step, "type": type(exc).__name__, "exit_code": 1, "message": message, "last_line": last}
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # inside the run: to the log tap
+
+
 def new_run_id(name: str) -> str:
     """A unique, sortable run id."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -140,6 +145,9 @@ def run_local(
     run_id: str | None = None,
 ) -> RunResult:
     """Run the training pipeline with ``kfp.local.SubprocessRunner(use_venv=False)``.
+
+    A task with a retry policy (train) is not retried after a configuration or data error (exit code
+    2 or 3); other failures are retried with the policy's backoff (:mod:`ctloop.local_retry`).
 
     Args:
         cfg: The project config (passed to every step as JSON).
@@ -167,7 +175,7 @@ def run_local(
     with open(log_path, "w") as log:
         tap = _LogTap(log, on_event)
         try:
-            with contextlib.redirect_stdout(tap):
+            with contextlib.redirect_stdout(tap), skip_deterministic_retries(tap.failures, _say):
                 task = pipeline(
                     config_json=cfg.to_json(),
                     trigger_json=json.dumps(trigger or {"cause": "manual"}),
