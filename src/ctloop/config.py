@@ -111,8 +111,19 @@ class ValidationConfig(_Section):
                     "to retrain, so it only warns by default)")
     duplicate_share_increase: Limit = Field(
         default_factory=lambda: Limit(warn=0.01, error=0.05),
-        description="share of duplicated rows, batch minus champion reference (or minus 0)")
+        description="share of duplicated rows, batch minus the champion's reference (skipped with no "
+                    "champion yet; duplicate_share_max applies)")
     bins: int = Field(10, ge=2, le=100, description="histogram bins for the report without a champion")
+    label_share_change: Limit = Field(
+        default_factory=lambda: Limit(warn=0.15, error=0.30),
+        description="per day, the largest change of a label class's share against the champion's "
+                    "label balance (days with fewer labelled rows than label_day_min_rows are not graded)")
+    duplicate_share_max: Limit = Field(
+        default_factory=Limit,
+        description="share of duplicated rows in the batch, absolute (applies with or without a champion); "
+                    "off by default: identical rows are normal in low-cardinality data")
+    label_day_min_rows: int = Field(
+        50, ge=1, description="labelled rows a day needs before its label share is graded")
 
 
 class TolerationConfig(_Section):
