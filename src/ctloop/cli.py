@@ -15,12 +15,12 @@ from typing import Annotated, Any
 import rich.markup
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from ctloop import cli_serve
+from ctloop.cli_live import live_display
 from ctloop.cli_registry import registry_app
 from ctloop.errors import ConfigError, CtloopError
 
@@ -117,7 +117,7 @@ def run(
     cause: dict[str, Any] = {"cause": trigger}
     if reason:
         cause["reason"] = reason
-    with Live(_steps_table(states), console=console, refresh_per_second=8, transient=json_out) as live:
+    with live_display(_steps_table(states), console, refresh_per_second=8, transient=json_out) as live:
 
         def on_event(task: str, state: str) -> None:
             states[task] = state
@@ -232,7 +232,9 @@ def main() -> None:
     try:
         app()
     except CtloopError as exc:
-        Console(file=sys.stderr).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.stdout.flush()  # whatever the command printed goes out before the error
+        message = escape(str(exc).rstrip("\n"))
+        Console(file=sys.stderr, soft_wrap=True).print(f"[red]error:[/] {message}", highlight=False)  # ends in \n
         sys.exit(exc.exit_code)
 
 

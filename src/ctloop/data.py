@@ -123,7 +123,12 @@ def read_window(
             target column; the message names the file or column.
     """
     fs, root = _fs(uri)
-    chosen, missing = select_window(list_partitions(uri), window_days, cutoff)
+    try:
+        chosen, missing = select_window(list_partitions(uri), window_days, cutoff)
+    except DataError as exc:
+        if str(exc).startswith("data.source"):
+            raise
+        raise DataError(f"data.source {uri!r}: {exc}") from exc
     if missing and not allow_missing_days:
         days = ", ".join(d.isoformat() for d in missing[:10])
         raise DataError(
