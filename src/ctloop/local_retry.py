@@ -66,7 +66,9 @@ def skip_deterministic_retries(failures: list[dict[str, Any]], say: Callable[[st
             outputs, state = original(*call_args, **(call if call is not None else kwargs))
             if state == status.Status.SUCCESS or attempt == attempts - 1:
                 return outputs, state
-            cause = deterministic(failures[seen:])
+            new = failures[seen:]
+            own = [f for f in new if str(f.get("step", "")).replace("_", "-") == task_name]
+            cause = deterministic(own or new)  # tasks may run in parallel: prefer this task's own records
             if cause is not None:
                 say(f"ctloop: task {task_name!r} failed with {cause.get('type')} (exit code "
                     f"{cause.get('exit_code')}); not retried locally: a retry cannot fix it (the compiled "

@@ -83,3 +83,19 @@ def test_task_without_a_policy_runs_once_untouched(monkeypatch: pytest.MonkeyPat
 def test_backoff_delay_matches_kfp_local() -> None:
     assert [backoff_delay(spec().retry_policy, a) for a in range(3)] == [60.0, 120.0, 200.0]
     assert backoff_delay(pipeline_spec_pb2.PipelineTaskSpec().retry_policy, 2) == 0.0
+
+
+def test_another_tasks_config_error_does_not_stop_this_tasks_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    failures: list[dict[str, Any]] = []
+    calls: list[str] = []
+
+    def task(**kwargs: Any) -> tuple[dict[str, Any], status.Status]:
+        calls.append(kwargs["task_name"])
+        failures.append({"step": "train", "type": "TrainingInterrupted", "exit_code": 143})
+        failures.append({"step": "validate_gate", "type": "DataValidationError", "exit_code": 3})  # in parallel
+        return {}, status.Status.FAILURE
+
+    monkeypatch.setattr(task_executor, "execute_single_task", task)
+    with skip_deterministic_retries(failures, lambda _: None, sleep=lambda _: None):
+        task_executor.execute_single_task(task_name="train", task_spec=spec(2))
+    assert calls == ["train"] * 3
