@@ -40,6 +40,9 @@ def skip_deterministic_retries(failures: list[dict[str, Any]], say: Callable[[st
                                sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
     """Run ``kfp.local`` tasks with retries that stop at a deterministic failure.
 
+    It swaps ``kfp.local``'s single-task executor for the duration of the block, so one pipeline run per
+    process at a time (as the runner's stdout capture already requires).
+
     Args:
         failures: The run's ``CTLOOP_ERROR`` records, appended to while a task runs (the runner's log tap).
         say: Where to write one line per retry decision (the run log).
