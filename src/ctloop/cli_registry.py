@@ -1,4 +1,4 @@
-"""``ctloop registry ...``: list, show, promote, rollback, diff, lineage (``--json`` on each)."""
+"""``ctloop registry ...``: list, show, promote, rollback, diff, lineage, recover (``--json`` on each)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _registry(config: Path):  # type: ignore[no-untyped-def]
     from ctloop.registry import Registry
 
     cfg = load_config(config)
-    return Registry(cfg.registry.uri, cfg.name)
+    return Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
 
 
 def _out() -> Console:
@@ -193,3 +193,25 @@ def registry_history(config: ConfigOpt, json_out: JsonOpt = False) -> None:
         t.add_row(e["at"], e["action"], str(e["version"]), _f(e.get("replaced")), str(bool(e.get("forced"))),
                   str(e.get("user")), str(e.get("reason", "")))
     _out().print(t)
+
+
+@registry_app.command("recover")
+def registry_recover(
+    config: ConfigOpt,
+    older_than: Annotated[float, typer.Option(help="Only settle a claim older than this many seconds.")] = 0.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Settle a promotion claim left by a deploy that died: commit it if the cluster serves the version
+    (GitOps repository or InferenceService), else withdraw it."""
+    from ctloop.config import load_config
+    from ctloop.deploy.recovery import recover_promotion
+
+    cfg = load_config(config)
+    doc = recover_promotion(cfg, min_age_s=older_than)
+    if json_out:
+        _echo_json(doc)
+        return
+    if doc["claim"] is None:
+        _out().print("no promotion claim in flight")
+        return
+    _out().print(f"claim for v{doc['version']} (age {doc['age_s']} s): {doc['action']}")

@@ -254,6 +254,8 @@ class RegistryConfig(_Section):
     """Model registry storage."""
 
     uri: str = "registry"
+    single_writer: bool = Field(False, description="Accept a store without conditional writes (not s3://, "
+                                "gs:// or a local folder): only one process may ever write the registry")
 
 
 class ResourcesConfig(_Section):

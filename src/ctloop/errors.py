@@ -75,6 +75,12 @@ class DemoError(CtloopError, RuntimeError):
     """``ctloop demo``: a process did not start, or the loop did not close in time (see the named log)."""
 
 
+class RegistryStoreError(RegistryError, ConfigError):
+    """``registry.uri`` names a store the registry cannot keep consistent (no conditional writes)."""
+
+    exit_code = 2
+
+
 class PartitionTypeError(DataError):
     """Partition files hold columns whose type differs from the schema (``mismatches`` lists each one:
     partition, file, column, expected and found types, a sample value)."""

@@ -167,7 +167,7 @@ def run_local(
     log_path = logs / f"{run_id}.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build_pipeline(cfg.kfp.images.runtime, training=cfg.training)  # kfp.local ignores scheduling
-    reg = Registry(cfg.registry.uri, cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
     result = RunResult(run_id=run_id, status="failed", log_path=str(log_path))
     t0 = time.perf_counter()
     warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)

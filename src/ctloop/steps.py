@@ -226,7 +226,7 @@ def evaluate_step(config_json: str | ProjectConfig, model_dir: str, test_path: s
     recent = _read(recent_path, "recent slice")
     champion: ChampionEval | tuple[int, Path] | None = None
     if cfg.gate.beat_champion is not None:
-        reg = Registry(cfg.registry.uri, cfg.name)
+        reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
         version = reg.alias("champion")
         if version is not None:
             try:
@@ -258,7 +258,7 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
     if not decision.get("passed"):
         raise ModelError("register: the gate decision did not pass; nothing registered")
     trigger = parse_trigger(trigger_json)
-    reg = Registry(cfg.registry.uri, cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
     compared = decision.get("champion") or {}
     parent = compared.get("version") if compared else reg.alias("champion")
     meta = {

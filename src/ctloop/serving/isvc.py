@@ -27,7 +27,7 @@ def champion_storage_uri(cfg: ProjectConfig) -> str | None:
     from ctloop.registry import Registry
 
     try:
-        version = Registry(cfg.registry.uri, cfg.name).alias("champion")
+        version = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer).alias("champion")
     except RegistryError:
         return None
     if version is None:

@@ -152,7 +152,7 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
             raise ModelError(f"--model-dir {model_dir!r}: the model failed to load or its smoke prediction "
                              "failed (see the log above); nothing is served")
     else:
-        reg = Registry(cfg.registry.uri, cfg.name)
+        reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
         version = reg.alias("champion")
         if version is None:
             raise RegistryError(f"registry {cfg.registry.uri!r}: model {cfg.name!r} has no champion yet; "

@@ -182,11 +182,22 @@ class TriggerService:
         )
 
     def recover(self) -> None:
-        """After a restart: submit fired triggers whose submission never happened (idempotently) and
-        ask the submitter about runs that were in flight."""
+        """After a restart: for fired triggers still ``pending`` ask the submitter whether the run
+        exists (it may have been submitted just before the crash) and submit only when it does not;
+        ask about runs that were in flight."""
         for row in self.ledger.active_rows():
             if row.run_status == "pending":
-                self._submit(row)
+                req = self._request(row)
+                try:
+                    found = self.submitter.lookup(req)
+                except SubmitError as exc:
+                    log.error("trigger #%s: cannot tell whether run %s exists: %s", row.id, req.run_id, exc)
+                    self.ledger.set_run(row.id, run_status="submit_failed", error=str(exc), now=self.clock())
+                    continue
+                if found is None:
+                    self._submit(row)
+                else:
+                    self.record_update(req, found, only_if_pending=True)
             else:
                 self._poll(row)
 

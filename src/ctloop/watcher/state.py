@@ -63,7 +63,7 @@ class WatcherState:
     def __init__(self, cfg: ProjectConfig, metrics: WatcherMetrics, registry: Registry | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self.registry = registry or Registry(cfg.registry.uri, cfg.name)
+        self.registry = registry or Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
         self.lock = threading.RLock()
         self.champion: Champion | None = None
         self.monitor: DriftMonitor | None = None
