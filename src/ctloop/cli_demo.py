@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from ctloop.cli_live import live_display
+from ctloop.console import make_console
+from ctloop.run_summary import closed_loop_line
 
 
 class Alerting(StrEnum):
@@ -102,7 +103,7 @@ def demo(
     from ctloop.demo.scenario import DemoSettings
 
     logging.basicConfig(level=logging.WARNING)
-    console = Console(file=sys.stdout)
+    console = make_console()
     view = _View()
     settings = DemoSettings(stable_days=stable_days, drift_days=days, rows_per_day=rows_per_day,
                             prometheus=prometheus.value)
@@ -132,5 +133,8 @@ def demo(
         console.print(f"  gate {mark} {check.get('name')}: {check.get('reason')}", highlight=False)
     champ = next((v for v in result.versions if v["version"] == result.champion), {})
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in champ.get("metrics", {}).items() if k != "rows")
-    console.print(f"[bold]champion: v{result.champion}[/] (served: v{result.served_version}) — {metrics}")
+    loop_line = closed_loop_line(result.timings)
+    if loop_line:
+        console.print(loop_line, markup=False, highlight=False)
+    console.print(f"champion: v{result.champion} (served: v{result.served_version}) — {metrics}", highlight=False)
     console.print(f"report: [bold]{report}[/]  data: {data}")

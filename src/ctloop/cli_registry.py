@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ctloop.console import make_console
 from ctloop.lineage import describe_trigger
+from ctloop.run_summary import gate_summary
 
 registry_app = typer.Typer(help="Inspect and move the model registry (versions, aliases, lineage).",
                            no_args_is_help=True)
@@ -31,7 +32,7 @@ def _registry(config: Path):  # type: ignore[no-untyped-def]
 
 
 def _out() -> Console:
-    return Console(file=sys.stdout, highlight=False)
+    return make_console(highlight=False)
 
 
 def _echo_json(doc: Any) -> None:
@@ -77,7 +78,8 @@ def registry_show(ref: RefArg, config: ConfigOpt, json_out: JsonOpt = False) -> 
     """Show one version's metadata (by number, or ``champion`` / ``previous``)."""
     reg = _registry(config)
     mv = reg.get(ref)
-    doc = {"version": mv.version, "model_uri": mv.model_uri, **mv.metadata}
+    doc = {"version": mv.version, "model_uri": mv.model_uri, **mv.metadata,
+           "gate": gate_summary(mv.metadata.get("decision"))}
     if json_out:
         _echo_json(doc)
         return

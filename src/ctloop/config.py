@@ -523,6 +523,46 @@ class DeployConfig(_Section):
         return value
 
 
+FEATURE_TRANSFORMS = ("log1p", "ratio", "clip", "bucketize", "one_hot_top_k", "date_part", "is_missing")
+
+
+class FeatureSpec(_Section):
+    """One derived feature: a named transform from a small, safe vocabulary over existing columns
+    (no user code is evaluated). ``ctloop.features.apply`` computes it the same way in the pipeline's
+    features step, the trainers, the model server, the watcher and the backtest."""
+
+    name: str = Field(min_length=1, description="name of the derived column (must not clash with a column)")
+    transform: Literal["log1p", "ratio", "clip", "bucketize", "one_hot_top_k", "date_part", "is_missing"] = Field(
+        description="log1p | ratio | clip | bucketize | one_hot_top_k | date_part | is_missing")
+    column: str | None = Field(None, description="input column (every transform but ratio)")
+    numerator: str | None = Field(None, description="ratio: numerator column")
+    denominator: str | None = Field(None, description="ratio: denominator column (0 gives missing)")
+    min: float | None = Field(None, description="clip: lower bound")
+    max: float | None = Field(None, description="clip: upper bound")
+    boundaries: list[float] | None = Field(None, description="bucketize: increasing bucket boundaries")
+    k: int | None = Field(None, ge=1, le=100, description="one_hot_top_k: number of most frequent categories")
+    part: Literal["year", "month", "day", "dayofweek", "dayofyear", "hour"] | None = Field(
+        None, description="date_part: which part of a date/time column")
+
+    @model_validator(mode="after")
+    def _complete(self) -> FeatureSpec:
+        need = {"ratio": ("numerator", "denominator"), "bucketize": ("column", "boundaries"),
+                "one_hot_top_k": ("column", "k"), "date_part": ("column", "part")}.get(self.transform, ("column",))
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"transform {self.transform!r} needs {', '.join(missing)}")
+        if self.transform == "clip" and self.min is None and self.max is None:
+            raise ValueError("transform 'clip' needs min, max or both")
+        if self.boundaries is not None and any(b >= a for a, b in zip(self.boundaries[1:], self.boundaries,
+                                                                         strict=False)):
+            raise ValueError("boundaries must be strictly increasing")
+        return self
+
+    def inputs(self) -> list[str]:
+        """The columns this feature reads."""
+        return [c for c in (self.column, self.numerator, self.denominator) if c is not None]
+
+
 class ProjectConfig(_Section):
     """The whole ``ctloop.yaml``."""
 
@@ -540,6 +580,7 @@ class ProjectConfig(_Section):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    features: list[FeatureSpec] = Field(default_factory=list, description="derived features (features step)")
 
     @field_validator("name")
     @classmethod

@@ -192,13 +192,36 @@ def split_step(config_json: str | ProjectConfig, dataset_path: str, train_path: 
 
 
 @reports_errors
-def train_step(config_json: str | ProjectConfig, train_path: str, model_dir: str) -> dict[str, Any]:
-    """Fit the configured trainer and save the model folder."""
+def features_step(config_json: str | ProjectConfig, train_path: str, table_path: str, state_path: str,
+                  html_path: str = "") -> dict[str, Any]:
+    """Fit the declared features (``features:``) on the training split; write the feature table, the
+    fitted state and an HTML summary."""
+    from ctloop.feature_step import build_features
+
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
-    schema = load_schema(cfg.schema_.path)
+    return _timed(build_features(cfg, load_schema(cfg.schema_.path), train_path, table_path, state_path,
+                                 html_path), t0)
+
+
+@reports_errors
+def train_step(config_json: str | ProjectConfig, train_path: str, model_dir: str,
+               features_path: str = "") -> dict[str, Any]:
+    """Fit the configured trainer on the feature table and save the model folder; the fitted features
+    (``features_path``, from the features step) go into the model's manifest so serving applies them."""
+    from ctloop.feature_step import with_derived
+
+    t0 = time.perf_counter()
+    cfg = _cfg(config_json)
+    features = json.loads(Path(features_path).read_text()) if features_path else None
+    schema = with_derived(load_schema(cfg.schema_.path), features or {})
     manifest = train_model(cfg.model.trainer, _read(train_path, "train split"), schema, cfg.model.params,
                            cfg.model.seed, model_dir, training=cfg.training, progress=True)
+    if features and features.get("specs"):
+        man_path = Path(model_dir) / "model.json"
+        full = json.loads(man_path.read_text())
+        full["features"] = features
+        man_path.write_text(json.dumps(full, indent=2, sort_keys=True))
     info: dict[str, Any] = {"trainer": manifest["trainer"], "train_rows": manifest["train_rows"]}
     if manifest.get("history"):  # torch: per-epoch metrics for the KFP Metrics artifact
         info["metrics"] = epoch_metrics(manifest)

@@ -9,6 +9,7 @@ tiny (400 rows a day) so one run takes about a minute on a loaded 2-core machine
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,11 @@ def test_cli_demo_with_embedded_evaluator_gives_the_same_outcome(tmp_path: Path)
     res = run_cli("demo", "--out", str(out), "--prometheus", "off", "--stable-days", "1", "--days", "4",
                   "--rows-per-day", "400", timeout=500)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "champion: v2" in res.stdout and "closed loop" in res.stdout
+    lines = res.stdout.splitlines()  # stdout is a pipe: each headline fact is one whole line
+    assert any(ln.startswith("champion: v2 (served: v2)") for ln in lines), res.stdout[-3000:]
+    loop = [ln for ln in lines if ln.startswith("closed loop: ")]
+    assert len(loop) == 1 and re.fullmatch(
+        r"closed loop: [\d.]+ s \(alert [\d.]+ s \+ pipeline [\d.]+ s \+ swap [\d.]+ s\)", loop[0]), loop
     doc = json.loads((out / "demo.json").read_text())
     from ctloop.demo.record import DayRecord
 

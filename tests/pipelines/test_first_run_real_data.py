@@ -66,7 +66,7 @@ def test_first_run_on_duplicate_rich_survey_data_trains(tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert out["status"] == "succeeded" and out["promoted"] and out["version"] == 1, out
     assert out["metrics"]["roc_auc"] > 0.65
-    report = json.loads(Path(out["reports"]["validate"]["json"]).read_text())
+    report = json.loads(Path(out["paths"]["reports"]["validate"]["json"]).read_text())
     assert report["rows"] == rows and report["passed"]
     dup = next(c for c in report["checks"] if c["check"] == "duplicate_share_increase")
     assert dup["status"] == "skipped" and "no reference yet (first run, no champion)" in dup["message"]

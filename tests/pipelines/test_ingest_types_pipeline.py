@@ -32,7 +32,7 @@ def test_numeric_column_written_as_text_is_rejected_with_exit_3_and_a_report(tmp
     for day in ("2026-01-05", "2026-01-06"):
         assert (f"date={day}/part-0.parquet: column 'age': expected numeric (numbers), found string "
                 f"(e.g. 'n/a')") in err["message"]
-    report = json.loads(Path(out["reports"]["ingest"]["json"]).read_text())
+    report = json.loads(Path(out["paths"]["reports"]["ingest"]["json"]).read_text())
     assert report["format"] == "ctloop-ingest-report/v1" and report["passed"] is False
     assert [(m["partition"], m["column"], m["found"], m["sample"]) for m in report["mismatches"]] == [
         ("date=2026-01-05", "age", "string", "'n/a'"), ("date=2026-01-06", "age", "string", "'n/a'")]

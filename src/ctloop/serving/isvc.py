@@ -30,6 +30,8 @@ def champion_storage_uri(cfg: ProjectConfig) -> str | None:
         version = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer).alias("champion")
     except RegistryError:
         return None
+    except Exception:  # noqa: BLE001 - the store is not reachable from here (no credentials, no driver)
+        return None
     if version is None:
         return None
     prefix = (cfg.serving.storage_uri_prefix or cfg.registry.uri).rstrip("/")

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 FINAL_STATUSES = (
     "succeeded",
     "rejected",
+    "unchanged",
     "data_rejected",
     "config_error",
     "failed",
@@ -86,7 +87,8 @@ def _run_in_worker(config_json: str, trigger_json: str, run_id: str) -> dict[str
     from ctloop.runner import run_local
 
     result = run_local(config_from_json(config_json), trigger=json.loads(trigger_json), run_id=run_id)
-    return {"status": result.status, "version": result.version, "error": (result.error or {}).get("message")}
+    return {"status": result.status, "version": result.version,
+            "error": (result.error or {}).get("message") or result.reason}
 
 
 class LocalSubmitter:

@@ -82,7 +82,7 @@ def build_app(
                                 status_code=202)
         ref = mon.reference
         try:
-            parsed = parse_events(request.headers, body, ref.numeric, ref.categorical)
+            parsed = parse_events(request.headers, body, st.derived.inputs(list(ref.numeric)), ref.categorical)
             summary = st.ingest(parsed)
         except EventError as exc:
             st.count("malformed")

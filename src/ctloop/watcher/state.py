@@ -20,6 +20,7 @@ from ctloop.drift import DriftMonitor, Evaluation, FeatureScore, Reference
 from ctloop.errors import CtloopError, DriftError
 from ctloop.profile import Profile
 from ctloop.registry import Registry
+from ctloop.watcher.derived import Derived
 from ctloop.watcher.events import PayloadEvent
 from ctloop.watcher.metrics import WatcherMetrics
 
@@ -67,6 +68,7 @@ class WatcherState:
         self.lock = threading.RLock()
         self.champion: Champion | None = None
         self.monitor: DriftMonitor | None = None
+        self.derived = Derived()
         self.last_reload_error: str | None = None
         self.started_at = time.time()
         self._pending: OrderedDict[str, int] = OrderedDict()
@@ -118,12 +120,14 @@ class WatcherState:
         try:
             model_dir = self.registry.local_model_dir(version)
             monitor = DriftMonitor(load_reference(model_dir), self.cfg.drift)
-        except CtloopError as exc:
+            derived = Derived.load(model_dir)
+        except (CtloopError, ValueError) as exc:
             self._failed(f"version {version}: {exc}")
             return False
         with self.lock:
             self.champion = Champion(version, alias_id, str(model_dir))
             self.monitor = monitor
+            self.derived = derived
             self._pending.clear()
             self.last_reload_error = None
             self.metrics.reset(version, list(monitor.reference.features))
@@ -153,7 +157,7 @@ class WatcherState:
                 elif mon is None:
                     todo.append((ev, "no_reference"))
                 elif ev.kind == "request":
-                    todo.append((ev, mon.reference.prepare(ev.columns, ev.rows)))
+                    todo.append((ev, mon.reference.prepare(self.derived.add(ev.columns, ev.rows), ev.rows)))
                 else:
                     assert ev.predictions is not None
                     todo.append((ev, mon.check_predictions(ev.predictions)))
