@@ -34,7 +34,7 @@ def test_train_step_config_error_is_not_retried_locally(tmp_path: Path) -> None:
     schema = Path(cfg.schema_.path)
 
     def on_event(task: str, state: str) -> None:
-        if (task, state) == ("split", "succeeded"):  # the schema file breaks while the run is under way
+        if (task, state) == ("features", "succeeded"):  # the schema file breaks while the run is under way
             schema.write_text(schema.read_text().replace("dtype: numeric", "dtype: decimal", 1))
 
     result = run_local(cfg, on_event=on_event)
