@@ -78,8 +78,13 @@ def datagen(
     rows_per_day: Annotated[int, typer.Option(min=1, help="Rows per day.")] = 500,
     covariate: Annotated[float, typer.Option(help="Covariate shift strength.")] = 1.0,
     concept: Annotated[float, typer.Option(help="Concept drift strength.")] = 1.0,
+    id_column: Annotated[str, typer.Option(help="Row id column (data.id_column).")] = "id",
+    concept_drift_from: Annotated[str | None, typer.Option(
+        help="First day of pure concept drift (P(label | inputs) changes, inputs do not), YYYY-MM-DD.")] = None,
+    concept_shift: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="How far pure concept drift moves the label rule (1 = fully new rule).")] = 1.0,
 ) -> None:
-    """Generate a deterministic synthetic labelled stream."""
+    """Generate a deterministic synthetic labelled stream (a unique id per row)."""
     from ctloop.datagen import DriftSpec, write_stream
 
     def day(value: str, opt: str) -> dt.date:
@@ -88,8 +93,12 @@ def datagen(
         except ValueError as exc:
             raise ConfigError(f"--{opt} {value!r}: expected YYYY-MM-DD") from exc
 
-    drift = DriftSpec(day(drift_from, "drift-from") if drift_from else None, covariate, concept)
-    files = write_stream(out, day(start, "start"), days, seed, rows_per_day, drift)
+    drift = DriftSpec(
+        day(drift_from, "drift-from") if drift_from else None, covariate, concept,
+        concept_start=day(concept_drift_from, "concept-drift-from") if concept_drift_from else None,
+        concept_shift=concept_shift,
+    )
+    files = write_stream(out, day(start, "start"), days, seed, rows_per_day, drift, id_column)
     _console().print(f"wrote {len(files)} partitions ({len(files) * rows_per_day} rows) to [bold]{out}[/]")
 
 
@@ -193,6 +202,7 @@ def schema_infer(
     window_days: Annotated[int, typer.Option(min=1, help="Newest N days of a partitioned source.")] = 3660,
     max_categories: Annotated[int, typer.Option(min=1, help="Largest categorical domain to list.")] = 50,
     force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
+    id_column: Annotated[str, typer.Option(help="Row id column, marked dtype id (never a feature).")] = "id",
 ) -> None:
     """Infer a schema (dtypes, nullability, ranges, categorical domains) for a person to review and commit."""
     from ctloop.schema import dump_schema, infer_schema, read_sample
@@ -200,7 +210,7 @@ def schema_infer(
     if out.exists() and not force:
         raise ConfigError(f"{out}: already exists (use --force to overwrite)")
     frame = read_sample(data, target, window_days)
-    schema = infer_schema(frame, target, max_categories=max_categories)
+    schema = infer_schema(frame, target, max_categories=max_categories, id_column=id_column)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(dump_schema(schema))
     t = Table(title=f"inferred schema ({len(frame)} rows)")
@@ -255,6 +265,9 @@ from ctloop.cli_status import status  # noqa: E402
 app.command("check")(check)
 
 app.command("status")(status)
+from ctloop.cli_labels import labels_app  # noqa: E402
+
+app.add_typer(labels_app, name="labels")
 
 _register_triggers(app)
 

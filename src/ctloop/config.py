@@ -365,6 +365,9 @@ class LabelsConfig(_Section):
         default_factory=lambda: {"ctloop.io/label-feed": "true"},
         description="pod labels of the label feed that the watcher's NetworkPolicy admits",
     )
+    push_schedule: str | None = Field(
+        None, description="cron (UTC): render a CronJob running `ctloop labels push --file push_file`")
+    push_file: str | None = Field(None, description="label file (fsspec URI) the rendered CronJob pushes")
 
     @field_validator("max_delay")
     @classmethod
@@ -372,6 +375,22 @@ class LabelsConfig(_Section):
         if not DURATION_RE.match(value):
             raise ValueError(f"{value!r} is not a duration (e.g. 30d, 12h)")
         return value
+
+    @field_validator("push_schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"{value!r} is not a valid cron expression (e.g. '0 4 * * *')")
+        return value
+
+    @model_validator(mode="after")
+    def _push_file(self) -> LabelsConfig:
+        if self.push_schedule is not None and not self.push_file:
+            raise ValueError("push_schedule needs push_file (the label file the CronJob pushes)")
+        return self
 
 
 class PerformanceConfig(_Section):
@@ -638,6 +657,12 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         sec = out.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(key), str):
             sec[key] = _resolve(sec[key], base)
+    mon = out.setdefault("monitoring", {})
+    if isinstance(mon, dict):
+        lab = mon.setdefault("labels", {})
+        if isinstance(lab, dict):
+            lab["store"] = _resolve(lab["store"] if isinstance(lab.get("store"), str) else "state/predictions.sqlite",
+                                    base)
     if isinstance(out.get("schema"), str):
         out["schema"] = {"path": _resolve(out["schema"], base)}
     defaults = {"schema": ("path", "schema.yaml"), "registry": ("uri", "registry"),

@@ -81,6 +81,16 @@ class RegistryStoreError(RegistryError, ConfigError):
     exit_code = 2
 
 
+class StoreError(CtloopError, RuntimeError):
+    """The prediction store cannot be opened, read or written (nothing of the failed batch is recorded)."""
+
+
+class LabelError(CtloopError, ValueError):
+    """A batch of labels is malformed (the message names the row index); nothing of it is recorded."""
+
+    exit_code = 3
+
+
 class PartitionTypeError(DataError):
     """Partition files hold columns whose type differs from the schema (``mismatches`` lists each one:
     partition, file, column, expected and found types, a sample value)."""

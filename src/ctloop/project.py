@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctloop.datagen import CATEGORICAL, NUMERIC, TARGET
+from ctloop.datagen import CATEGORICAL, ID, NUMERIC, TARGET
 from ctloop.errors import ConfigError
 from ctloop.schema import ColumnSpec, Schema, dump_schema
 
@@ -97,7 +97,7 @@ BOUNDS = {
 
 def example_schema() -> Schema:
     """The reviewed schema of the synthetic stream."""
-    cols: dict[str, ColumnSpec] = {}
+    cols: dict[str, ColumnSpec] = {ID: ColumnSpec(dtype="id")}
     for name in NUMERIC:
         lo, hi = BOUNDS[name]
         cols[name] = ColumnSpec(

@@ -33,6 +33,7 @@ from ctloop.errors import (
 )
 from ctloop.evaluate import ChampionEval, run_gate
 from ctloop.lineage import code_version, parse_trigger
+from ctloop.quality.training import holdout_calibration, with_calibration
 from ctloop.registry import Registry
 from ctloop.schema import load_schema
 from ctloop.train import train_model
@@ -257,7 +258,8 @@ def evaluate_step(config_json: str | ProjectConfig, model_dir: str, test_path: s
             except RegistryError as exc:
                 champion = ChampionEval(version, error=str(exc))
     decision = run_gate(cfg.gate, cfg.data.target, model_dir, test, recent, champion)
-    record = {**decision.to_dict(), "markdown": decision.markdown(), "kfp_metrics": decision.kfp_metrics()}
+    record = {**decision.to_dict(), "markdown": decision.markdown(), "kfp_metrics": decision.kfp_metrics(),
+              **holdout_calibration(model_dir, test, cfg.data.target)}
     Path(decision_path).parent.mkdir(parents=True, exist_ok=True)
     Path(decision_path).write_text(json.dumps(record, indent=2, default=float))
     return _timed(record, t0)
@@ -289,7 +291,8 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
         "trigger": trigger,
         "metrics": decision["metrics"],
         "recent_metrics": decision.get("recent_metrics", {}),
-        "decision": {k: v for k, v in decision.items() if k not in ("markdown", "kfp_metrics")},
+        "decision": {k: v for k, v in decision.items()
+                     if k not in ("markdown", "kfp_metrics", "calibration")},
         "data": data_info,
         "config_hash": cfg.config_hash(),
         "code_version": code_version(),
@@ -297,7 +300,11 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
         "profile": "model/profile.json" if (Path(model_dir) / "profile.json").is_file() else None,
         "model_manifest": json.loads((Path(model_dir) / "model.json").read_text()),
     }
-    version = reg.register(model_dir, meta)
+    calibration = decision.get("calibration")
+    if calibration:
+        meta["calibration"] = {k: calibration.get(k) for k in ("method", "rows", "brier_before", "brier_after")}
+    with with_calibration(model_dir, calibration) as staged:
+        version = reg.register(staged, meta)
     return _timed({"version": version, "parent": parent}, t0)
 
 

@@ -89,7 +89,7 @@ def test_v2_named_inputs_equal_predict_proba_and_metadata(served: Any) -> None:
     meta = httpx.get(f"{served['server'].base}/v2/models/{served['cfg'].name}", timeout=10).json()
     assert [i["name"] for i in meta["inputs"]] == model.features
     assert {i["name"]: i["datatype"] for i in meta["inputs"]}["region"] == "BYTES"
-    assert [o["name"] for o in meta["outputs"]] == ["probability", "label"]
+    assert [o["name"] for o in meta["outputs"]] == ["probability", "label", "id"]
 
 
 def _record(served: Any) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def test_local_submitter_runs_pipeline_and_records_lineage_then_volume_fires(tmp
             interval=0.5,
         )
         assert row3.run_status == "unchanged" and row3.version is None
-        assert "unchanged" in str(row3.error)
+        assert "unchanged" in str(row3.detail.get("error"))
         assert svc.handle(Trigger("manual", cfg.name, episode="audit-4", reason="after")).reason_code != "active_run"
     finally:
         svc.stop()

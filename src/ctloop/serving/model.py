@@ -15,7 +15,7 @@ import pandas as pd
 from ctloop.errors import ModelError
 from ctloop.model import LoadedModel, load_model
 from ctloop.serving._kserve import import_kserve
-from ctloop.serving.decode import frame_from_v1, frame_from_v2
+from ctloop.serving.decode import frame_from_v1, frame_from_v2, ids_from_v1, ids_from_v2, request_id_of
 from ctloop.serving.metrics import ServingMetrics
 
 import_kserve()
@@ -71,12 +71,17 @@ def load_checked(model_dir: str | Path) -> LoadedModel:
 
 
 class CtloopModel(Model):
-    """Serves one ctloop model over V1 and V2; :meth:`swap` replaces it atomically."""
+    """Serves one ctloop model over V1 and V2; :meth:`swap` replaces it atomically.
 
-    def __init__(self, name: str, metrics: ServingMetrics, threshold: float = 0.5) -> None:
+    Every prediction has an id: the instance's ``id_column`` value when present, else
+    ``<request id>-<row index>`` (request id from ``ce-id`` / ``x-request-id`` or a fresh UUID).
+    """
+
+    def __init__(self, name: str, metrics: ServingMetrics, threshold: float = 0.5, id_column: str = "id") -> None:
         super().__init__(name)
         self.metrics = metrics
         self.threshold = threshold
+        self.id_column = id_column
         self._served: Served | None = None
         self._swap_lock = threading.Lock()
 
@@ -122,16 +127,18 @@ class CtloopModel(Model):
                 + [{"name": f, "datatype": "BYTES", "shape": [-1]} for f in m.categorical_features])
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        """V2 output metadata: probability of class 1 and the label."""
+        """V2 output metadata: probability of class 1, the label and the prediction id."""
         return [{"name": "probability", "datatype": "FP64", "shape": [-1]},
-                {"name": "label", "datatype": "INT64", "shape": [-1]}]
+                {"name": "label", "datatype": "INT64", "shape": [-1]},
+                {"name": "id", "datatype": "BYTES", "shape": [-1]}]
 
     def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
         """Predict with the model current at the start of the request (a swap never splits a request)."""
         served = self.served
         m = served.model
-        if isinstance(payload, InferRequest):
-            frame = frame_from_v2(payload, m.numeric_features, m.categorical_features)
+        v2 = isinstance(payload, InferRequest)
+        if v2:
+            frame = frame_from_v2(payload, m.numeric_features, m.categorical_features, self.id_column)
         else:
             frame = frame_from_v1(payload, m.numeric_features, m.categorical_features)
         try:
@@ -140,10 +147,14 @@ class CtloopModel(Model):
             raise InvalidInput(f"instances: cannot predict on this input ({exc})") from exc
         labels = (proba >= self.threshold).astype("int64")
         version = None if served.version is None else str(served.version)
-        if isinstance(payload, InferRequest):
-            n = len(proba)
+        n = len(proba)
+        rid = request_id_of(headers)
+        if v2:
+            ids = ids_from_v2(payload, self.id_column, rid, n)
             return InferResponse(
                 response_id=payload.id or uuid.uuid4().hex, model_name=self.name, model_version=version,
                 infer_outputs=[InferOutput("probability", [n], "FP64", proba.tolist()),
-                               InferOutput("label", [n], "INT64", labels.tolist())])
-        return {"predictions": proba.tolist(), "labels": labels.tolist(), "model_version": version}
+                               InferOutput("label", [n], "INT64", labels.tolist()),
+                               InferOutput("id", [n], "BYTES", ids)])
+        ids = ids_from_v1(payload, self.id_column, rid, n)
+        return {"predictions": proba.tolist(), "labels": labels.tolist(), "ids": ids, "model_version": version}

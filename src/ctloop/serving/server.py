@@ -144,7 +144,7 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     sc = cfg.serving
     metrics_registry = metrics_registry or CollectorRegistry()
     metrics = ServingMetrics.create(metrics_registry)
-    model = CtloopModel(cfg.name, metrics, threshold=sc.threshold)
+    model = CtloopModel(cfg.name, metrics, threshold=sc.threshold, id_column=cfg.data.id_column)
     watcher = None
     if model_dir:
         local = resolve_model_dir(model_dir)

@@ -73,16 +73,20 @@ def alert_rule(cfg: ProjectConfig) -> AlertRule:
 
 
 def rule_groups(cfg: ProjectConfig) -> dict[str, Any]:
-    """The ``groups:`` document shared by the PrometheusRule and the plain rules file."""
-    return {
-        "groups": [
-            {
-                "name": f"ctloop-{cfg.name}",
-                "interval": cfg.triggers.evaluation_interval,
-                "rules": [alert_rule(cfg).rule()],
-            }
-        ]
-    }
+    """The ``groups:`` document shared by the PrometheusRule and the plain rules file: the drift alert,
+    then the performance alerts of :mod:`ctloop.triggers.performance` (their own group)."""
+    from ctloop.triggers.performance import performance_group
+
+    groups = [
+        {
+            "name": f"ctloop-{cfg.name}",
+            "interval": cfg.triggers.evaluation_interval,
+            "rules": [alert_rule(cfg).rule()],
+        }
+    ]
+    if (perf := performance_group(cfg)) is not None:
+        groups.append(perf)
+    return {"groups": groups}
 
 
 def _cluster_endpoint(cfg: ProjectConfig) -> str:
