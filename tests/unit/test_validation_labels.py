@@ -86,7 +86,10 @@ def test_small_days_and_rare_classes_are_not_flagged_by_chance() -> None:
 
 def duplicate_rich() -> pd.DataFrame:
     f = window(days=3, rows=200)
-    return pd.concat([f, f.iloc[:240]], ignore_index=True)  # 40% of the rows repeat an earlier one
+    f = pd.concat([f, f.iloc[:240]], ignore_index=True)  # 240 of 840 rows repeat an earlier one ...
+    if "id" in f.columns:
+        f["id"] = [f"row-{i}" for i in range(len(f))]  # ... as answers of other respondents (own row ids)
+    return f
 
 
 def test_duplicates_without_a_champion_are_skipped_and_say_so() -> None:
