@@ -238,6 +238,8 @@ class InfraCheckConfig(_Section):
 
     enabled: bool = True
     sample_rows: int = Field(32, ge=1, le=10_000)
+    max_fast_path_delta: float = Field(
+        1e-5, ge=0, le=1, description="largest |P_fast - P_reference| on the holdout for the compiled path to serve")
 
 
 class GateConfig(_Section):
@@ -278,6 +280,14 @@ class PayloadLoggerConfig(_Section):
     source: str = "ctloop-serving"
 
 
+class BatchingConfig(_Section):
+    """Adaptive micro-batching of concurrent requests in the model server (off by default)."""
+
+    enabled: bool = Field(False, description="off by default: at c=1 a lone request would wait max_wait_us")
+    max_batch_size: int = Field(64, ge=1, le=100_000, description="rows that close a batch at once")
+    max_wait_us: int = Field(500, ge=0, le=1_000_000, description="microseconds a batch stays open")
+
+
 class ServingConfig(_Section):
     """Model server settings (local server and the rendered InferenceService)."""
 
@@ -303,6 +313,8 @@ class ServingConfig(_Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "cpu"})
     config_map: str = "ctloop-config"
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    workers: int = Field(1, ge=1, le=64, description="server processes sharing the port (one per core)")
 
 
 class DriftConfig(_Section):

@@ -91,6 +91,10 @@ class LabelError(CtloopError, ValueError):
     exit_code = 3
 
 
+class FastPathError(ModelError):
+    """A model cannot be compiled to the fast inference path (it is served on the reference path)."""
+
+
 class PartitionTypeError(DataError):
     """Partition files hold columns whose type differs from the schema (``mismatches`` lists each one:
     partition, file, column, expected and found types, a sample value)."""

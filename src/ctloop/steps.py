@@ -222,6 +222,12 @@ def train_step(config_json: str | ProjectConfig, train_path: str, model_dir: str
         man_path = Path(model_dir) / "model.json"
         full = json.loads(man_path.read_text())
         full["features"] = features
+        if isinstance(full.get("fast_path"), dict) and full["fast_path"].get("status") == "ok":
+            # the compiled path takes the model's columns as given; derived features are computed on the
+            # reference path (ctloop.features.apply), so that one serves
+            (Path(model_dir) / str(full["fast_path"].get("file", "fast.npz"))).unlink(missing_ok=True)
+            full["fast_path"] = {"status": "disabled", "reason": "derived features (features:) are served on "
+                                 "the reference path"}
         man_path.write_text(json.dumps(full, indent=2, sort_keys=True))
     info: dict[str, Any] = {"trainer": manifest["trainer"], "train_rows": manifest["train_rows"]}
     if manifest.get("history"):  # torch: per-epoch metrics for the KFP Metrics artifact
@@ -284,6 +290,7 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
         raise ModelError("register: the gate decision did not pass; nothing registered")
     trigger = parse_trigger(trigger_json)
     reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
+    src = served_model_dir(model_dir, decision)
     compared = decision.get("champion") or {}
     parent = compared.get("version") if compared else reg.alias("champion")
     meta = {
@@ -298,14 +305,25 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
         "code_version": code_version(),
         "parent": parent,
         "profile": "model/profile.json" if (Path(model_dir) / "profile.json").is_file() else None,
-        "model_manifest": json.loads((Path(model_dir) / "model.json").read_text()),
+        "model_manifest": json.loads((Path(src) / "model.json").read_text()),
     }
     calibration = decision.get("calibration")
     if calibration:
         meta["calibration"] = {k: calibration.get(k) for k in ("method", "rows", "brier_before", "brier_after")}
-    with with_calibration(model_dir, calibration) as staged:
+    with with_calibration(src, calibration) as staged:
         version = reg.register(staged, meta)
     return _timed({"version": version, "parent": parent}, t0)
+
+
+def served_model_dir(model_dir: str, decision: dict[str, Any]) -> str | Path:
+    """The folder to register: ``model_dir``, or a copy without its fast path when the gate found it
+    unfit to serve (export failed or disagreed on the holdout); the model itself is registered either way."""
+    from ctloop.fastpath.artifact import fast_path_status, without_fast_path
+
+    verdict = decision.get("fast_path")
+    if isinstance(verdict, dict) and not verdict.get("serve") and fast_path_status(model_dir).get("status") == "ok":
+        return without_fast_path(model_dir, str(verdict.get("reason", "the gate did not clear the fast path")))
+    return model_dir
 
 
 @reports_errors

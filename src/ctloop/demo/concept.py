@@ -169,7 +169,7 @@ def _replay(stack: contextlib.ExitStack, root: Path, cfg: Any, s: ConceptSetting
         res.days.append(rec)
     time.sleep(0.5)
     res.ledger = [r.to_dict() for r in sorted(svc.ledger.rows(), key=lambda r: r.id)]
-    reg = Registry(cfg.registry.uri, cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
     res.versions = [{"version": v, **reg.get(v).metadata} for v in reg.versions()]
     res.champion = reg.alias("champion")
     probe = {"instances": _records(served[-1][1].drop(columns=[cfg.data.target]).head(2))}

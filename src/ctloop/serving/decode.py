@@ -1,4 +1,5 @@
-"""Request decoding: V1 ``instances`` and V2 named inputs into a typed frame, with errors naming fields.
+"""Request decoding: V1 ``instances`` and V2 named inputs into typed columns (or a frame), with errors
+naming fields.
 
 Every client mistake raises :class:`kserve.errors.InvalidInput`, which KServe maps to HTTP 400.
 """
@@ -45,6 +46,11 @@ def _check_categorical(values: list[Any], where: str) -> list[Any]:
 
 def frame_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Turn a V1 body (``instances`` as records or as rows in feature order) into a frame."""
+    return pd.DataFrame(columns_from_v1(payload, numeric, categorical))
+
+
+def columns_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
+    """Turn a V1 body into typed columns without pandas: numeric float64 arrays, categorical lists."""
     if isinstance(payload, bytes | str):  # KServe passes non-JSON content types through as bytes
         try:
             payload = orjson.loads(payload)
@@ -88,7 +94,7 @@ def frame_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> p
         data[f] = _check_numeric(cols[f], names[f])
     for f in categorical:
         data[f] = _check_categorical(cols[f], names[f])
-    return pd.DataFrame(data)
+    return data
 
 
 def _flatten(data: Any) -> list[Any]:
@@ -146,6 +152,15 @@ def frame_from_v2(request: Any, numeric: list[str], categorical: list[str],
 
     An input named ``id_column`` (the row ids) is allowed and left out of the frame.
     """
+    return pd.DataFrame(columns_from_v2(request, numeric, categorical, id_column))
+
+
+def columns_from_v2(request: Any, numeric: list[str], categorical: list[str],
+                    id_column: str | None = None) -> dict[str, Any]:
+    """Turn a V2 request into typed columns without pandas: numeric float64 arrays, categorical lists.
+
+    An input named ``id_column`` (the row ids) is allowed and left out.
+    """
     by_name: dict[str, Any] = {}
     for inp in request.inputs:
         if id_column is not None and inp.name == id_column:
@@ -185,4 +200,4 @@ def frame_from_v2(request: Any, numeric: list[str], categorical: list[str],
         data[f] = _check_numeric(values, where) if f in numeric else _check_categorical(values, where)
     if not rows:
         raise InvalidInput("inputs: no rows")
-    return pd.DataFrame(data)
+    return data
