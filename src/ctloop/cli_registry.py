@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ctloop.console import make_console
@@ -40,9 +41,15 @@ def _echo_json(doc: Any) -> None:
 
 
 def _f(v: Any) -> str:
+    """A value as table text; stored text is markup-escaped (rich must print it, not interpret it)."""
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.4f}"
-    return "-" if v is None else str(v)
+    return "-" if v is None else escape(str(v))
+
+
+def _e(v: Any) -> str:
+    """Stored text, escaped for rich markup."""
+    return escape(str(v))
 
 
 @registry_app.command("list")
@@ -67,9 +74,9 @@ def registry_list(config: ConfigOpt, json_out: JsonOpt = False) -> None:
         t.add_column(col)
     for r in rows:
         gate = {True: "passed", False: "FAILED", None: "-"}[r["gate_passed"]]
-        t.add_row(str(r["version"]), ",".join(r["aliases"]), str(r["registered_at"]), str(r["trigger"]),
+        t.add_row(str(r["version"]), ",".join(r["aliases"]), _e(r["registered_at"]), _e(r["trigger"]),
                   _f(r["parent"]), gate, _f(r["metrics"].get("roc_auc")), _f(r["metrics"].get("accuracy")),
-                  str(r["run_id"]))
+                  _e(r["run_id"]))
     _out().print(t)
 
 
@@ -109,7 +116,7 @@ def registry_promote(
     if json_out:
         _echo_json(doc)
         return
-    _out().print(f"champion is now v{version} (was {_f(old)}){' [forced]' if force else ''}")
+    _out().print(f"champion is now v{version} (was {_f(old)}){escape(' [forced]') if force else ''}")
 
 
 @registry_app.command("rollback")
@@ -161,24 +168,28 @@ def registry_lineage(ref: RefArg, config: ConfigOpt, json_out: JsonOpt = False) 
     dec = lin["decision"]
     code = lin.get("code_version") or {}
     out = _out()
-    out.print(f"[bold]v{lin['version']}[/] of {lin['model_name']} (registered {lin['registered_at']})"
-              + (f" — aliases: {', '.join(lin['aliases'])}" if lin["aliases"] else ""))
-    out.print(f"  trigger : {describe_trigger(lin.get('trigger'))}")
-    out.print(f"  run     : {lin.get('run_id')}")
-    out.print(f"  data    : {data.get('source')} {data.get('first_day')}..{data.get('last_day')} "
-              f"({data.get('rows')} rows, sha256 {str(data.get('content_hash'))[:12]})")
-    out.print(f"  config  : sha256 {str(lin.get('config_hash'))[:12]}; code ctloop {code.get('ctloop')} "
-              f"(sources {str(code.get('source_sha256'))[:12]})")
+    out.print(f"[bold]v{lin['version']}[/] of {_e(lin['model_name'])} (registered {_e(lin['registered_at'])})"
+              + (f" — aliases: {_e(', '.join(lin['aliases']))}" if lin["aliases"] else ""))
+
+    def say(text: str) -> None:  # stored text: printed as it is, never as markup
+        out.print(text, markup=False, highlight=False)
+
+    say(f"  trigger : {describe_trigger(lin.get('trigger'))}")
+    say(f"  run     : {lin.get('run_id')}")
+    say(f"  data    : {data.get('source')} {data.get('first_day')}..{data.get('last_day')} "
+        f"({data.get('rows')} rows, sha256 {str(data.get('content_hash'))[:12]})")
+    say(f"  config  : sha256 {str(lin.get('config_hash'))[:12]}; code ctloop {code.get('ctloop')} "
+        f"(sources {str(code.get('source_sha256'))[:12]})")
     chain = " ← ".join(f"v{a['version']}" for a in lin["ancestors"]) or "none (first champion)"
-    out.print(f"  parent  : {chain}")
+    say(f"  parent  : {chain}")
     outcome = "passed" if dec["passed"] else "FAILED"
     vs = f" against champion v{dec['compared_with']}" if dec.get("compared_with") else ""
-    out.print(f"  gate    : {outcome}{vs}")
+    say(f"  gate    : {outcome}{vs}")
     for r in dec["failed_checks"]:
-        out.print(f"    - {r}")
+        say(f"    - {r}")
     for e in lin["events"]:
         extra = " [forced]" if e.get("forced") else ""
-        out.print(f"  event   : {e['at']} {e['action']} v{e['version']}{extra} — {e.get('reason', '')}")
+        say(f"  event   : {e['at']} {e['action']} v{e['version']}{extra} — {e.get('reason', '')}")
 
 
 @registry_app.command("history")
@@ -192,8 +203,8 @@ def registry_history(config: ConfigOpt, json_out: JsonOpt = False) -> None:
     for col in ("at", "action", "version", "replaced", "forced", "user", "reason"):
         t.add_column(col)
     for e in events:
-        t.add_row(e["at"], e["action"], str(e["version"]), _f(e.get("replaced")), str(bool(e.get("forced"))),
-                  str(e.get("user")), str(e.get("reason", "")))
+        t.add_row(_e(e["at"]), _e(e["action"]), str(e["version"]), _f(e.get("replaced")),
+                  str(bool(e.get("forced"))), _e(e.get("user")), _e(e.get("reason", "")))
     _out().print(t)
 
 

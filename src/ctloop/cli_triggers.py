@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ctloop.console import make_console
@@ -57,8 +58,9 @@ def trigger(
         return
     fired = doc.get("decision") == "fired"
     make_console().print(
-        f"[{'green' if fired else 'yellow'}]{doc.get('decision')}[/] trigger #{doc.get('trigger_id')}: "
-        f"{doc.get('reason')}" + (f" → run {doc['run_id']}" if doc.get("run_id") else ""),
+        f"[{'green' if fired else 'yellow'}]{escape(str(doc.get('decision')))}[/] trigger "
+        f"#{escape(str(doc.get('trigger_id')))}: {escape(str(doc.get('reason')))}"
+        + (f" → run {escape(str(doc['run_id']))}" if doc.get("run_id") else ""),
         soft_wrap=True,
         highlight=False,
     )
@@ -90,19 +92,19 @@ def triggers(
             json.dumps({"ledger": str(path), "counts": counts, "triggers": [r.to_dict() for r in rows]})
         )
         return
-    t = Table(title=f"trigger ledger {path}")
+    t = Table(title=escape(f"trigger ledger {path}"))
     for col in ("#", "received", "source", "decision", "reason", "run", "status", "version"):
         t.add_column(col)
     for r in rows:
         style = "green" if r.decision == "fired" else "yellow"
         t.add_row(
             str(r.id),
-            r.received_at[:19],
-            r.source,
-            f"[{style}]{r.decision}[/]",
-            r.reason,
-            r.run_id or "-",
-            r.run_status or "-",
+            escape(r.received_at[:19]),
+            escape(r.source),
+            f"[{style}]{escape(r.decision)}[/]",
+            escape(r.reason),
+            escape(r.run_id or "-"),
+            escape(r.run_status or "-"),
             str(r.version) if r.version is not None else "-",
         )
     make_console().print(t)

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from ctloop.errors import ConfigError
+from ctloop.yamlsafe import YamlLimitError, load_bounded
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DURATION_RE = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
@@ -315,6 +316,17 @@ class ServingConfig(_Section):
     config_map: str = "ctloop-config"
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     workers: int = Field(1, ge=1, le=64, description="server processes sharing the port (one per core)")
+    repository_api: bool = Field(False, description="mount KServe's model-repository load/unload routes "
+                                 "(behind the bearer token in serving.token_file)")
+    token_file: str | None = Field(None, description="bearer token guarding the repository routes")
+    body_timeout_seconds: float = Field(30.0, gt=0, le=600,
+                                        description="a request body not received within this is refused (408)")
+
+    @model_validator(mode="after")
+    def _repository_token(self) -> ServingConfig:
+        if self.repository_api and not self.token_file:
+            raise ValueError("repository_api: true needs serving.token_file (the bearer token guarding it)")
+        return self
 
 
 class DriftConfig(_Section):
@@ -348,6 +360,15 @@ class DriftConfig(_Section):
     poll_seconds: float = Field(5.0, gt=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_pending_joins: int = Field(10_000, ge=1)
+    events_token_file: str | None = Field(None, description="bearer token /events requires (and the model "
+                                          "server's payload logger sends); None leaves /events open")
+    replay_window: int = Field(100_000, ge=1, description="event ids remembered to refuse replayed ce-ids")
+    max_rows_per_second: float | None = Field(None, gt=0, description="rows one event source may add per "
+                                              "second (token bucket, burst of one window); None: unlimited")
+    min_sources: int = Field(1, ge=1, description="distinct event sources a drifted window needs before it "
+                             "counts (where events carry a source)")
+    events_token_secret: str = Field("ctloop-events-token", description="Secret holding the events token "
+                                     "(mounted at events_token_file in the watcher and the ServingRuntime)")
 
     @field_validator("slide_rows")
     @classmethod
@@ -664,6 +685,8 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         ("kfp", "pipeline_root"),
         ("triggers", "ledger"),
         ("triggers", "token_file"),
+        ("serving", "token_file"),
+        ("drift", "events_token_file"),
         ("training", "checkpoint_uri"),
     ):
         sec = out.get(section)
@@ -721,7 +744,9 @@ def load_config(path: str | Path) -> ProjectConfig:
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found (create one with `ctloop init DIR`)")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_bounded(p.read_text(), str(p))
+    except YamlLimitError as exc:
+        raise ConfigError(str(exc)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     return parse_config(raw, source=str(p), base=p.parent.resolve())

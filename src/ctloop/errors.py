@@ -93,6 +93,8 @@ class LabelError(CtloopError, ValueError):
 
 class FastPathError(ModelError):
     """A model cannot be compiled to the fast inference path (it is served on the reference path)."""
+class ArtifactIntegrityError(RegistryError, ModelError):
+    """A model artifact does not match the digest recorded for it; it was not deserialised."""
 
 
 class PartitionTypeError(DataError):

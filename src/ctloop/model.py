@@ -95,13 +95,16 @@ def prepare_frame(frame: pd.DataFrame, numeric: list[str], categorical: list[str
 
 
 def save_model(predictor: Any, manifest: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write a model folder: ``model.joblib`` and ``model.json``."""
+    """Write a model folder: ``model.joblib`` and ``model.json`` (which records the artifact's sha256)."""
     import joblib
+
+    from ctloop.artifacts import DIGESTS_KEY, file_sha256
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(predictor, out / "model.joblib")
-    full = {"format": MODEL_FORMAT, **manifest}
+    digests = {**manifest.get(DIGESTS_KEY, {}), "model.joblib": file_sha256(out / "model.joblib")}
+    full = {"format": MODEL_FORMAT, **manifest, DIGESTS_KEY: digests}
     (out / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True))
     return out
 
@@ -109,10 +112,16 @@ def save_model(predictor: Any, manifest: dict[str, Any], out_dir: str | Path) ->
 def load_model(model_dir: str | Path) -> LoadedModel:
     """Load a model folder written by :func:`save_model`.
 
+    Every artifact the manifest records a digest for is verified before anything is deserialised
+    (:func:`ctloop.artifacts.verify_manifest_digests`); a pickled artifact without one is refused.
+
     Raises:
         ModelError: When the folder, manifest or artifact is missing or corrupt.
+        ArtifactIntegrityError: When an artifact does not match its recorded digest.
     """
     import joblib
+
+    from ctloop.artifacts import verify_manifest_digests
 
     d = Path(model_dir)
     man_path = d / MANIFEST
@@ -122,8 +131,10 @@ def load_model(model_dir: str | Path) -> LoadedModel:
         raise ModelError(f"{man_path}: model manifest not found") from exc
     except json.JSONDecodeError as exc:
         raise ModelError(f"{man_path}: corrupt model manifest ({exc})") from exc
-    if manifest.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{man_path}: unsupported model format {manifest.get('format')!r}")
+    if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
+        fmt = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ModelError(f"{man_path}: unsupported model format {fmt!r}")
+    verify_manifest_digests(d, manifest)
     trainer = manifest.get("trainer", "sklearn")
     if trainer == "torch":
         from ctloop.torch_trainer.artifact import load_torch_predictor

@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import stat
 import tempfile
@@ -49,10 +50,11 @@ from typing import Any
 
 import fsspec
 
-from ctloop.errors import RegistryError, VersionNotFoundError
+from ctloop.errors import ArtifactIntegrityError, RegistryError, VersionNotFoundError
 from ctloop.registry_cas import cas_store
 
 ALIASES = ("champion", "previous")
+ALIAS_NAME_RE = re.compile(r"[a-z0-9-]{1,63}")
 PENDING = ".pending.json"
 _UNSET: Any = object()
 
@@ -304,17 +306,35 @@ class Registry:
         return alias
 
     def local_model_dir(self, ref: int | str, cache_dir: str | Path | None = None) -> Path:
-        """A local folder holding the version's model (downloaded for remote storage)."""
+        """A local folder holding the version's model (downloaded for remote storage).
+
+        The folder is checked against the ``artifact.sha256`` recorded at registration before it is
+        returned, so nothing in it is deserialised unverified.
+
+        Raises:
+            ArtifactIntegrityError: The folder's digest differs from the recorded one (or none is recorded).
+        """
+        from ctloop.artifacts import verify_tree
+
         mv = self.get(ref)
         if self._local:
-            return Path(mv.model_uri)
-        target = Path(cache_dir or tempfile.mkdtemp(prefix="ctloop-model-")) / f"{self.name}-{mv.version}"
-        if not (target / "model.json").exists():
-            self.fs.get(mv.model_uri, str(target), recursive=True)
+            target = Path(mv.model_uri)
+        else:
+            target = Path(cache_dir or tempfile.mkdtemp(prefix="ctloop-model-")) / f"{self.name}-{mv.version}"
+            if not (target / "model.json").exists():
+                self.fs.get(mv.model_uri, str(target), recursive=True)
+        expected = (mv.metadata.get("artifact") or {}).get("sha256")
+        if not isinstance(expected, str) or not expected:
+            raise ArtifactIntegrityError(f"{self._where()}: version {mv.version} records no artifact.sha256; "
+                                         "refusing to load an unverifiable model")
+        verify_tree(target, expected, f"{self._where()} version {mv.version}")
         return target
 
     # -- aliases -----------------------------------------------------------
     def _alias_path(self, name: str) -> str:
+        if not isinstance(name, str) or not ALIAS_NAME_RE.fullmatch(name):
+            raise VersionNotFoundError(f"{self._where()}: {name!r} is not a valid alias name (aliases are "
+                                       "lowercase letters, digits and '-', e.g. champion)")
         return self._p("aliases", f"{name}.json")
 
     def _pending_path(self) -> str:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ctloop.errors import DataError, DataValidationError, SchemaError
+from ctloop.yamlsafe import YamlLimitError, load_bounded
 
 SCHEMA_VERSION = 1
 
@@ -84,8 +85,10 @@ def load_schema(path: str | Path) -> Schema:
     if not p.is_file():
         raise SchemaError(f"{p}: schema file not found (schema.path); infer one with `ctloop schema infer`")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_bounded(p.read_text(), str(p))
         return Schema.model_validate(raw)
+    except YamlLimitError as exc:
+        raise SchemaError(str(exc)) from exc
     except yaml.YAMLError as exc:
         raise SchemaError(f"{p}: not valid YAML: {exc}") from exc
     except ValidationError as exc:

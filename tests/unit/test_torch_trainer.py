@@ -112,7 +112,7 @@ def test_model_folder_loads_through_load_model(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="missing feature"):
         model.predict_proba(frame.drop(columns=["age"]))
     (tmp_path / "m" / "model.pt").write_bytes(b"junk")
-    with pytest.raises(ModelError, match="cannot load torch weights"):
+    with pytest.raises(ModelError, match="does not match the digest recorded"):
         load_model(tmp_path / "m")
 
 

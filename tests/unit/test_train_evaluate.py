@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -67,6 +68,11 @@ def test_load_model_errors(tmp_path: Path) -> None:
         load_model(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps({"format": "ctloop-model/v1", "trainer": "sklearn"}))
     (tmp_path / "model.joblib").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="no digest recorded"):  # never unpickled without a digest
+        load_model(tmp_path)
+    digest = hashlib.sha256(b"garbage").hexdigest()
+    (tmp_path / "model.json").write_text(json.dumps({"format": "ctloop-model/v1", "trainer": "sklearn",
+                                                     "digests": {"model.joblib": digest}}))
     with pytest.raises(ModelError, match="cannot load model artifact"):
         load_model(tmp_path)
 

@@ -132,13 +132,24 @@ class Reference:
                 codes.append(lut[cat.codes])
                 continue
             arr = np.asarray(col, dtype=object)
+            if arr.ndim != 1:
+                raise EventError(f"feature {name!r}: expected one text or number value per row, got shape "
+                                 f"{arr.shape}")
             if arr.shape[0] != rows:
                 raise EventError(f"feature {name!r}: {arr.shape[0]} values for {rows} rows")
             if rows <= SMALL_SLICE // 32:  # a few values: dictionary lookups beat an index's overhead
                 pos = self._vocab_pos[k]
-                codes.append(np.array([_code(v, pos, size) for v in arr.tolist()], dtype=np.intp))
+                values = arr.tolist()
+                if any(isinstance(v, dict | list) for v in values):
+                    raise EventError(f"feature {name!r}: expected one text or number value per row, got a "
+                                     "nested object or list")
+                codes.append(np.array([_code(v, pos, size) for v in values], dtype=np.intp))
                 continue
-            c = index.get_indexer(arr)
+            try:
+                c = index.get_indexer(arr)
+            except TypeError as exc:  # unhashable values (objects, lists) are not categories
+                raise EventError(f"feature {name!r}: expected one text or number value per row, got a "
+                                 f"nested object or list ({exc})") from None
             unknown = np.flatnonzero(c < 0)
             if unknown.size:  # only values outside the vocabulary need a second look
                 rest = arr[unknown]

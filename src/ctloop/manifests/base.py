@@ -63,6 +63,16 @@ def token_mount(cfg: ProjectConfig) -> tuple[str, str]:
     return TOKEN_MOUNT, f"{TOKEN_MOUNT}/token"
 
 
+def events_token_volume(cfg: ProjectConfig) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(volume, volumeMount) of the ``drift.events_token_secret`` Secret at ``drift.events_token_file``'s
+    folder, or None when events need no token."""
+    path = cfg.drift.events_token_file
+    if not path:
+        return None
+    volume = {"name": "events-token", "secret": {"secretName": cfg.drift.events_token_secret, "defaultMode": 0o440}}
+    return volume, {"name": "events-token", "mountPath": posixpath.dirname(path), "readOnly": True}
+
+
 def state_mount(cfg: ProjectConfig) -> str:
     """Folder the state PVC is mounted at: the ledger's folder when it is an absolute path."""
     ledger = cfg.triggers.ledger
@@ -178,6 +188,10 @@ def deployment(cfg: ProjectConfig) -> dict[str, Any]:
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
     }
+    events = events_token_volume(cfg)
+    if events is not None:
+        pod["volumes"] = [*pod["volumes"], events[0]]  # type: ignore[misc]
+        container["volumeMounts"] = [*container["volumeMounts"], events[1]]  # type: ignore[misc]
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(cfg, WATCHER, "watcher"),
             "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
                      "selector": {"matchLabels": watcher_labels(cfg)},

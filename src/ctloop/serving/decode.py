@@ -97,15 +97,31 @@ def columns_from_v1(payload: Any, numeric: list[str], categorical: list[str]) ->
     return data
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(data: Any, shape: list[int], where: str) -> list[Any]:
+    """The tensor's values in row order; nested lists must match ``shape`` exactly (no ragged rows)."""
     if isinstance(data, np.ndarray):
         return data.reshape(-1).tolist()
-    if data and isinstance(data[0], list):
-        out: list[Any] = []
-        for item in data:
-            out.extend(_flatten(item) if isinstance(item, list) else [item])
-        return out
-    return list(data)
+    if not isinstance(data, list):
+        raise InvalidInput(f"{where}: expected a list of values, got {_describe(data)}")
+    nested = [isinstance(v, list) for v in data]
+    if not any(nested):
+        return list(data)
+    if not all(nested) or len(shape) != 2 or len(data) != shape[0]:
+        raise InvalidInput(f"{where}: ragged or mis-nested data for shape {shape} (expected a flat list, or "
+                           "one [value] list per row for shape [rows, 1])")
+    out: list[Any] = []
+    for i, row in enumerate(data):
+        if len(row) != shape[1] or any(isinstance(v, list | dict) for v in row):
+            raise InvalidInput(f"{where}[{i}]: ragged row: expected {shape[1]} scalar value(s), got {_describe(row)}")
+        out.extend(row)
+    return out
+
+
+def _utf8(value: bytes, where: str) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where}: BYTES value is not UTF-8 text") from None
 
 
 def request_id_of(headers: dict[str, str] | None) -> str:
@@ -139,7 +155,12 @@ def ids_from_v2(request: Any, id_column: str, request_id: str, rows: int) -> lis
     """Row ids of a V2 request: the ``id_column`` input when present, else ``<request id>-<row index>``."""
     for inp in request.inputs:
         if inp.name == id_column:
-            values = _flatten(inp.data if inp.data is not None else [])
+            try:
+                shape = [int(s) for s in inp.shape]
+            except (TypeError, ValueError):
+                raise InvalidInput(f"inputs.{id_column}: shape must be a list of integers, got {inp.shape!r}") \
+                    from None
+            values = _flatten(inp.data if inp.data is not None else [], shape, f"inputs.{id_column}.data")
             if len(values) != rows:
                 raise InvalidInput(f"inputs.{id_column}: {len(values)} ids for {rows} rows")
             return [_id_text(v, f"inputs.{id_column}.data[{i}]") for i, v in enumerate(values)]
@@ -184,10 +205,13 @@ def columns_from_v2(request: Any, numeric: list[str], categorical: list[str],
             raise InvalidInput(f"inputs.{f}: wrong datatype {dtype}: expected a numeric type (e.g. FP64)")
         if f in categorical and dtype != "BYTES":
             raise InvalidInput(f"inputs.{f}: wrong datatype {dtype}: expected BYTES")
-        values = _flatten(inp.data if inp.data is not None else [])
+        try:
+            shape = [int(s) for s in inp.shape]
+        except (TypeError, ValueError):
+            raise InvalidInput(f"inputs.{f}: shape must be a list of integers, got {inp.shape!r}") from None
+        values = _flatten(inp.data if inp.data is not None else [], shape, f"inputs.{f}.data")
         if f in categorical:
-            values = [v.decode() if isinstance(v, bytes) else v for v in values]
-        shape = [int(s) for s in inp.shape]
+            values = [_utf8(v, f"inputs.{f}.data") if isinstance(v, bytes) else v for v in values]
         if (len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1)
                 or int(np.prod(shape)) != len(values)):
             raise InvalidInput(f"inputs.{f}: wrong shape {shape} for {len(values)} values "

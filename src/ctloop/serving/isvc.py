@@ -9,6 +9,7 @@ toleration).
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import yaml
@@ -125,6 +126,15 @@ def build_servingruntime(cfg: ProjectConfig) -> Any:
     )
     args = ["serve", "--config", f"{CONFIG_MOUNT}/ctloop.yaml", "--host", "0.0.0.0", "--port", "8080",
             "--model-dir", "/mnt/models"]
+    # the events token (drift.events_token_file) for ctloop's own payload logger, when events need one
+    events_mounts, events_volumes = [], []
+    if cfg.drift.events_token_file:
+        from kubernetes.client import V1SecretVolumeSource
+
+        events_mounts.append(V1VolumeMount(name="events-token", read_only=True,
+                                           mount_path=posixpath.dirname(cfg.drift.events_token_file)))
+        events_volumes.append(V1Volume(name="events-token", secret=V1SecretVolumeSource(
+            secret_name=cfg.drift.events_token_secret, default_mode=0o440)))
     return V1alpha1ServingRuntime(
         api_version="serving.kserve.io/v1alpha1",
         kind="ServingRuntime",
@@ -139,9 +149,10 @@ def build_servingruntime(cfg: ProjectConfig) -> Any:
                 resources=V1ResourceRequirements(requests={"cpu": r.cpu_request, "memory": r.memory_request},
                                                  limits={"cpu": r.cpu_limit, "memory": r.memory_limit}),
                 security_context=hardened,
-                volume_mounts=[V1VolumeMount(name="tmp", mount_path="/tmp")],  # writable scratch only
+                volume_mounts=[V1VolumeMount(name="tmp", mount_path="/tmp"),  # writable scratch only
+                               *events_mounts],
             )],
-            volumes=[V1Volume(name="tmp", empty_dir=V1EmptyDirVolumeSource(size_limit="256Mi"))],
+            volumes=[V1Volume(name="tmp", empty_dir=V1EmptyDirVolumeSource(size_limit="256Mi")), *events_volumes],
             node_selector=dict(sc.node_selector),  # the on-demand pool, like the predictor
         ),
     )

@@ -20,6 +20,7 @@ class ServingMetrics:
     fast_path: Gauge
     payload_posts: Counter
     batches: Counter
+    artifacts_rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ServingMetrics:
@@ -44,6 +45,9 @@ class ServingMetrics:
             payload_posts=Counter("ctloop_serving_payload_posts", "HTTP POSTs of payload events to the sink",
                                   registry=registry),
             batches=Counter("ctloop_serving_batches", "Model calls made by the micro-batcher", registry=registry),
+            artifacts_rejected=Counter("ctloop_serving_artifacts_rejected",
+                                       "Model folders refused because an artifact did not match its recorded "
+                                       "digest (nothing was deserialised)", registry=registry),
         )
 
     def set_fast_path(self, version: int | None, on: bool, previous: int | None = None) -> None:

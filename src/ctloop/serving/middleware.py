@@ -1,12 +1,14 @@
-"""A pure ASGI middleware for the model server: body limit (413), a request counter by status, and
-capture of inference request/response bodies for the payload logger.
+"""A pure ASGI middleware for the model server: body limit (413) and body timeout (408) on every route,
+a request counter by status, and capture of inference request/response bodies for the payload logger.
 
 It is pure ASGI (no ``BaseHTTPMiddleware``) so it costs little per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -36,13 +38,18 @@ class _TooLarge(Exception):
     pass
 
 
+class _Abort(Exception):
+    """The body could not be read (too large, too slow, client gone); the response is already sent."""
+
+
 class ServingMiddleware:
     """Wraps the KServe FastAPI app."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ServingMetrics,
-                 payload_logger: PayloadLogger | None = None) -> None:
+                 payload_logger: PayloadLogger | None = None, body_timeout_seconds: float = 30.0) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.body_timeout = body_timeout_seconds
         self.metrics = metrics
         self.payload_logger = payload_logger
         self._counters: dict[tuple[str, int], Any] = {}
@@ -63,6 +70,38 @@ class ServingMiddleware:
         await send({"type": "http.response.body", "body": body})
         self._count(endpoint, 413)
 
+    async def _send_error(self, send: Send, endpoint: str, status: int, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+        self._count(endpoint, status)
+
+    async def _read_body(self, receive: Receive, send: Send, endpoint: str) -> bytes:
+        """The whole body, under the size limit and within ``body_timeout`` seconds (else :class:`_Abort`)."""
+        chunks: list[bytes] = []
+        size = 0
+        deadline = time.monotonic() + self.body_timeout
+        more = True
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                await self._send_error(send, endpoint, 408, f"body: request body not received within "
+                                       f"{self.body_timeout} s (serving.body_timeout_seconds)")
+                raise _Abort from None
+            if message["type"] == "http.disconnect":
+                raise _Abort
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._reject(send, endpoint, f"more than {self.max_body}")
+                raise _Abort
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -70,20 +109,8 @@ class ServingMiddleware:
         endpoint = endpoint_of(scope["path"])
         inference = endpoint in ("v1_predict", "v2_infer") and scope["method"] == "POST"
         status = 500
-        if not inference:
-            async def send_counted(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
-            try:
-                await self.app(scope, receive, send_counted)
-            finally:
-                self._count(endpoint, status)
-            return
-
-        # inference: read the whole body under the limit (FastAPI would buffer it anyway), then replay it
+        # every route: refuse a declared oversize body unread, then read the body under the size and time
+        # limits (FastAPI would buffer it anyway) and replay it to the app
         ce_id = x_id = ""
         for k, v in scope["headers"]:
             if k == b"content-length" and v.isdigit() and int(v) > self.max_body:
@@ -94,24 +121,13 @@ class ServingMiddleware:
             elif k == b"ce-id":
                 ce_id = v.decode("latin-1")
         request_id = ce_id or x_id
-        if not request_id:  # one id for the prediction ids (the model reads it) and the payload events
+        if inference and not request_id:  # one id for the prediction ids (the model reads it) and the events
             request_id = uuid.uuid4().hex
             scope["headers"] = [*scope["headers"], (b"x-request-id", request_id.encode())]
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await self._reject(send, endpoint, f"more than {self.max_body}")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        try:
+            body = await self._read_body(receive, send, endpoint)
+        except _Abort:
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -121,7 +137,7 @@ class ServingMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        logger = self.payload_logger
+        logger = self.payload_logger if inference else None
         out_chunks: list[bytes] = []
 
         async def send_captured(message: Message) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctloop.errors import ModelError
+from ctloop.errors import ArtifactIntegrityError, ModelError
 from ctloop.fastpath.runtime import FastModel
 from ctloop.model import LoadedModel, load_model
 from ctloop.serving._kserve import import_kserve
@@ -110,6 +110,8 @@ class CtloopModel(Model):
                 fast, why = load_fast_checked(candidate, model_dir, self.max_fast_path_delta)
             except Exception as exc:  # any failure refuses the candidate
                 self.metrics.swap_failures.inc()
+                if isinstance(exc, ArtifactIntegrityError):
+                    self.metrics.artifacts_rejected.inc()
                 log.error("refused model version %s from %s: %s (still serving version %s)", version,
                           model_dir, exc, self._served.version if self._served else None)
                 return False

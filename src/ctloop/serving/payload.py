@@ -8,15 +8,21 @@ the JSON body and KServe's extension attributes (``inferenceservicename``, ``nam
 POST in CloudEvents batched content mode (``application/cloudevents-batch+json``, a JSON array of
 structured events). A full queue or a failing sink drops events (counted), never slows or fails a
 request. :func:`build_events` gives the binary-mode form of one pair (KServe's own logger's form).
+Request ids are sanitised (:func:`sanitize_event_id`), and every failure in the sender is caught, counted
+and logged: the sender thread keeps running whatever an event holds. With ``drift.events_token_file``
+set, each POST carries ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import queue
+import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,23 @@ REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 POLL_SECONDS = 0.005  # how often an open batch looks for more queued inferences
+MAX_ID_CHARS = 128
+ORIGINAL_ID_ATTRIBUTE = "ctloopreqidb64"  # CloudEvents extension names: a-z0-9, at most 20 characters
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]+$")
+_MAX_ORIGINAL_BYTES = 512
+
+
+def sanitize_event_id(raw: str) -> tuple[str, str | None]:
+    """A header-safe event id for ``raw`` (an ``X-Request-ID``) and the original, base64url-encoded.
+
+    An id of at most :data:`MAX_ID_CHARS` printable ASCII characters (letters, digits, ``._:@/+=-``) is
+    kept as it is (original ``None``); anything else is replaced by a random id and the original (its
+    first 512 bytes, latin-1 as read off the wire) is returned base64url-encoded for an extension attribute.
+    """
+    if raw and len(raw) <= MAX_ID_CHARS and _SAFE_ID.match(raw):
+        return raw, None
+    data = raw.encode("latin-1", errors="replace")[:_MAX_ORIGINAL_BYTES] if raw else b""
+    return uuid.uuid4().hex, base64.urlsafe_b64encode(data).decode("ascii") if raw else None
 
 
 @dataclass(frozen=True)
@@ -54,21 +77,26 @@ class _Pair:
     request_type: str
     response_type: str
     time: str
+    original_id: str | None = None
 
 
 def build_events(event_id: str, request: bytes, response: bytes, source: str, ctx: EventContext,
                  request_content_type: str = "application/json",
-                 response_content_type: str = "application/json") -> list[tuple[dict[str, str], bytes]]:
+                 response_content_type: str = "application/json",
+                 original_id: str | None = None) -> list[tuple[dict[str, str], bytes]]:
     """The (headers, body) of the request and response events for one inference (binary mode)."""
     now = dt.datetime.now(dt.UTC).isoformat()
     out = []
     for ce_type, body, ctype in ((REQUEST_TYPE, request, request_content_type),
                                  (RESPONSE_TYPE, response, response_content_type)):
-        event = CloudEvent({
+        attrs = {
             "id": event_id, "type": ce_type, "source": source, "time": now, "datacontenttype": ctype,
             "inferenceservicename": ctx.inferenceservicename, "namespace": ctx.namespace,
             "component": ctx.component, "endpoint": ctx.endpoint,
-        }, body)
+        }
+        if original_id is not None:
+            attrs[ORIGINAL_ID_ATTRIBUTE] = original_id
+        event = CloudEvent(attrs, body)
         headers, data = to_binary(event, data_marshaller=lambda b: b)
         out.append((headers, data if isinstance(data, bytes) else str(data).encode()))
     return out
@@ -77,12 +105,14 @@ def build_events(event_id: str, request: bytes, response: bytes, source: str, ct
 class PayloadLogger:
     """Queues inference pairs and sends them as CloudEvents from a background thread."""
 
-    def __init__(self, cfg: PayloadLoggerConfig, ctx: EventContext, metrics: ServingMetrics) -> None:
+    def __init__(self, cfg: PayloadLoggerConfig, ctx: EventContext, metrics: ServingMetrics,
+                 token: str | None = None) -> None:
         if not cfg.url:
             raise ValueError("serving.logger.url is not set; payload logging needs a sink URL")
         self.cfg = cfg
         self.ctx = ctx
         self.metrics = metrics
+        self._auth = {"authorization": f"Bearer {token}"} if token else {}
         self._queue: queue.Queue[_Pair | None] = queue.Queue(maxsize=cfg.queue_size)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -90,8 +120,9 @@ class PayloadLogger:
     def emit(self, event_id: str, request: bytes, response: bytes) -> None:
         """Enqueue one request/response pair; never blocks (a full queue drops and counts)."""
         now = dt.datetime.now(dt.UTC).isoformat()
+        safe_id, original = sanitize_event_id(event_id)
         try:
-            self._queue.put_nowait(_Pair(event_id, request, response, REQUEST_TYPE, RESPONSE_TYPE, now))
+            self._queue.put_nowait(_Pair(safe_id, request, response, REQUEST_TYPE, RESPONSE_TYPE, now, original))
         except queue.Full:
             self.metrics.events_dropped.labels(reason="queue_full").inc(2)
 
@@ -146,11 +177,16 @@ class PayloadLogger:
     def _run(self) -> None:
         with httpx.Client(timeout=self.cfg.timeout_seconds) as client:
             while True:
-                batch = self._take_batch()
-                if batch:
-                    self._send(client, [p for p, _ in batch])
-                elif self._stop.is_set() and self._queue.empty():
-                    return
+                batch: list[tuple[_Pair, int]] = []
+                try:
+                    batch = self._take_batch()
+                    if batch:
+                        self._send(client, [p for p, _ in batch])
+                    elif self._stop.is_set() and self._queue.empty():
+                        return
+                except Exception:  # the sender never dies: count, log and go on with the next batch
+                    self.metrics.events_dropped.labels(reason="error").inc(2 * len(batch))
+                    log.exception("payload logger: unexpected failure; dropped %d events", 2 * len(batch))
 
     def _send(self, client: httpx.Client, batch: list[_Pair]) -> None:
         """POST the batch as one CloudEvents batch; a failure drops it (counted), never retries."""
@@ -162,7 +198,7 @@ class PayloadLogger:
             return
         try:
             self.metrics.payload_posts.inc()
-            r = client.post(self.cfg.url, content=body, headers={"content-type": BATCH_CONTENT_TYPE})
+            r = client.post(self.cfg.url, content=body, headers={"content-type": BATCH_CONTENT_TYPE, **self._auth})
             if r.status_code >= 300:
                 raise httpx.HTTPStatusError(f"sink answered {r.status_code}", request=r.request, response=r)
         except httpx.HTTPError as exc:
@@ -201,9 +237,11 @@ def batch_body(batch: list[_Pair], source: str, ctx: EventContext) -> tuple[byte
         if not (_is_json(pair.request) and _is_json(pair.response)):
             continue
         for ce_type, data in ((pair.request_type, pair.request), (pair.response_type, pair.response)):
-            attrs = orjson.dumps({
+            attrs: dict[str, Any] = {
                 "specversion": "1.0", "id": pair.id, "type": ce_type, "source": source, "time": pair.time,
                 "datacontenttype": "application/json", "inferenceservicename": ctx.inferenceservicename,
-                "namespace": ctx.namespace, "component": ctx.component, "endpoint": ctx.endpoint})
-            parts.append(attrs[:-1] + b',"data":' + data + b"}")
+                "namespace": ctx.namespace, "component": ctx.component, "endpoint": ctx.endpoint}
+            if pair.original_id is not None:
+                attrs[ORIGINAL_ID_ATTRIBUTE] = pair.original_id
+            parts.append(orjson.dumps(attrs)[:-1] + b',"data":' + data + b"}")
     return b"[" + b",".join(parts) + b"]", len(parts)

@@ -2,9 +2,10 @@
 
 KServe 0.21 parses ``sys.argv`` when ``kserve`` is first imported and binds its REST server to
 ``0.0.0.0``; :func:`~ctloop.serving._kserve.import_kserve` imports it with a neutral argv, and
-:func:`serve` installs a small ``RESTServer`` subclass that binds ``serving.host``, adds ctloop's
-middleware, error handlers and a ``/metrics`` that also exposes ctloop's own registry, and leaves
-per-request logging off unless ``serving.request_logging`` is set.
+:func:`serve` installs a small ``RESTServer`` subclass that binds ``serving.host``, mounts only ctloop's
+routes (:mod:`ctloop.serving.routes`), adds ctloop's middleware, error handlers and a ``/metrics`` that
+also exposes ctloop's own registry, and leaves per-request logging off unless ``serving.request_logging``
+is set; the gRPC server (:mod:`ctloop.serving.grpc_server`) binds ``serving.host`` too.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def _exposed(metrics_registry: CollectorRegistry, multiprocess_dir: str | None) 
 
 
 def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: dict[str, Any],
-                       metrics_registry: CollectorRegistry, reuse_port: bool = False,
+                       metrics_registry: CollectorRegistry, model: Any,
+                       repository_token: str | None = None, reuse_port: bool = False,
                        multiprocess_dir: str | None = None) -> Any:
     from fastapi import Request, Response
     from fastapi.exceptions import RequestValidationError
@@ -90,6 +92,7 @@ def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: 
     from prometheus_client import exposition
 
     from ctloop.serving.middleware import ServingMiddleware
+    from ctloop.serving.routes import register_routes
 
     combined = _exposed(metrics_registry, multiprocess_dir)
 
@@ -138,8 +141,8 @@ def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: 
             await self._server.serve(sockets=[_shared_socket(host, self.config.port)])
 
         def _register_endpoints(self, app: Any) -> None:
-            app.router.add_route("/metrics", metrics_handler, methods=["GET"])  # before KServe's: wins
-            super()._register_endpoints(app)
+            register_routes(app, self.dataplane, self.model_repository_extension, model,
+                            metrics_handler=metrics_handler, repository_token=repository_token)
 
         def _add_exception_handlers(self, app: Any) -> None:
             super()._add_exception_handlers(app)
@@ -190,7 +193,9 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     kserve = import_kserve()
     import kserve.model_server as ks_server
 
+    from ctloop.auth import read_bearer_token
     from ctloop.registry import Registry
+    from ctloop.serving.grpc_server import grpc_server_class
     from ctloop.serving.metrics import ServingMetrics
     from ctloop.serving.payload import EventContext, PayloadLogger
     from ctloop.serving.watcher import ChampionWatcher
@@ -220,14 +225,19 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     payload_logger = None
     if sc.logger.url:
         ctx = EventContext(inferenceservicename=cfg.name, namespace=sc.namespace, component=sc.component)
-        payload_logger = PayloadLogger(sc.logger, ctx, metrics).start()
+        events_token = read_bearer_token(cfg.drift.events_token_file, "drift.events_token_file") \
+            if cfg.drift.events_token_file else None
+        payload_logger = PayloadLogger(sc.logger, ctx, metrics, token=events_token).start()
 
-    original = ks_server.RESTServer
+    repository_token = read_bearer_token(sc.token_file, "serving.token_file") \
+        if sc.repository_api and sc.token_file else None
+    original, original_grpc = ks_server.RESTServer, ks_server.GRPCServer
     ks_server.RESTServer = _rest_server_class(
         original, host=sc.host, quiet=not sc.request_logging, metrics_registry=metrics_registry,
-        reuse_port=reuse_port, multiprocess_dir=multiprocess_dir,
+        model=model, repository_token=repository_token, reuse_port=reuse_port, multiprocess_dir=multiprocess_dir,
         middleware_kwargs={"max_body_bytes": sc.max_body_bytes, "metrics": metrics,
-                           "payload_logger": payload_logger})
+                           "payload_logger": payload_logger, "body_timeout_seconds": sc.body_timeout_seconds})
+    ks_server.GRPCServer = grpc_server_class(original_grpc, sc.host)
     try:
         server = kserve.ModelServer(http_port=port or sc.port, grpc_port=sc.grpc_port,
                                     enable_grpc=sc.enable_grpc, enable_latency_logging=sc.request_logging,
@@ -237,7 +247,7 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
         log.info("serving %r on http://%s:%s", cfg.name, sc.host, port or sc.port)
         server.start([model])
     finally:
-        ks_server.RESTServer = original
+        ks_server.RESTServer, ks_server.GRPCServer = original, original_grpc
         if watcher is not None:
             watcher.stop()
         if payload_logger is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from ctloop.errors import ArtifactIntegrityError
 from ctloop.registry import Registry
 from ctloop.serving.model import CtloopModel
 
@@ -43,6 +44,8 @@ class ChampionWatcher:
             log.error("registry %s: cannot fetch version %s (%s); keep serving %s", self.registry.uri,
                       version, exc, current)
             self.model.metrics.swap_failures.inc()
+            if isinstance(exc, ArtifactIntegrityError):
+                self.model.metrics.artifacts_rejected.inc()
             self.refused = version
             return False
         if self.model.swap(model_dir, version):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ctloop.errors import TriggerError
@@ -64,11 +64,11 @@ def _errors(exc: ValidationError, what: str) -> str:
 
 
 def parse_json(body: bytes, what: str) -> Any:
-    """Decode a JSON body or raise :class:`PayloadError`."""
+    """Decode a JSON body (nesting depth bounded by orjson's parser) or raise :class:`PayloadError`."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"{what}: body is not valid JSON ({exc})") from exc
+        return orjson.loads(body)
+    except (orjson.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise PayloadError(f"{what}: body is not valid JSON or is nested too deeply ({exc})") from None
 
 
 def parse_webhook(body: bytes) -> WebhookV4:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -105,7 +107,9 @@ class LocalSubmitter:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            # the worker leads its own process group, so close() can stop the pipeline steps it starts too
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=os.setpgrp)
         return self._pool
 
     def submit(self, req: RunRequest) -> RunUpdate:
@@ -174,10 +178,31 @@ class LocalSubmitter:
             error="the watcher restarted while this local run was in progress",
         )
 
-    def close(self) -> None:
-        """Stop the worker (waits for a running pipeline to finish)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker and every process it started: queued runs are cancelled, a running pipeline is
+        terminated (SIGTERM to the worker's process group, SIGKILL after ``timeout`` seconds); the ledger
+        row stays ``submitted`` and is marked interrupted when the watcher starts again."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list(getattr(pool, "_processes", {}).values())  # the executor keeps no public handle
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            proc.join(max(deadline - time.monotonic(), 0.0))
+            _signal_group(proc.pid, signal.SIGKILL)  # whatever of the group is left (no-op when gone)
+
+
+def _signal_group(pid: int | None, sig: int) -> None:
+    """Signal the process group led by ``pid`` (ignored when it is gone)."""
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 KFP_STATES = {

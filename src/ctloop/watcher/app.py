@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ctloop.auth import bearer_ok, read_bearer_token
 from ctloop.config import ProjectConfig
 from ctloop.errors import EventError, StoreError
 from ctloop.quality.monitor import QualityMonitor
-from ctloop.watcher.events import parse_events
+from ctloop.watcher.events import parse_delivery
 from ctloop.watcher.metrics import WatcherMetrics
 from ctloop.watcher.state import WatcherState
 
@@ -74,8 +75,14 @@ def build_app(
     id_column = cfg.data.id_column
     extras = dict(status_extras or {})
     limit = cfg.drift.max_body_bytes
+    token = read_bearer_token(cfg.drift.events_token_file, "drift.events_token_file") \
+        if cfg.drift.events_token_file else None
 
     async def events(request: Request) -> Response:
+        if token is not None and not bearer_ok(request.headers.get("authorization"), token):
+            st.count("unauthorized")
+            return JSONResponse({"error": "missing or invalid bearer token (drift.events_token_file)"},
+                                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="ctloop-events"'})
         try:
             body = await read_limited(request, limit)
         except _TooLarge:
@@ -90,15 +97,24 @@ def build_app(
         ref = mon.reference
         try:
             extra = quality.slice_columns if quality is not None else ()
-            parsed = parse_events(request.headers, body, st.derived.inputs(list(ref.numeric)), ref.categorical,
-                                  extra, id_column)
-            summary = st.ingest(parsed)
+            parsed, rejected = parse_delivery(request.headers, body, st.derived.inputs(list(ref.numeric)),
+                                              ref.categorical, extra, id_column)
         except EventError as exc:
             st.count("malformed")
             return JSONResponse({"error": str(exc)}, status_code=400)
+        if rejected:
+            st.count("malformed", len(rejected))
+        try:
+            summary = st.ingest(parsed)
         except StoreError as exc:  # not acknowledged: the sender may retry
             log.error("prediction store write failed: %s", exc)
             return JSONResponse({"error": str(exc)}, status_code=503)
+        errors = rejected + summary.pop("errors", [])
+        if errors and not summary["accepted"]:
+            return JSONResponse({"error": "; ".join(errors[:5]), **summary, "rejected": len(errors)},
+                                status_code=400)
+        if errors:
+            summary.update(rejected=len(errors), errors=errors[:5])
         return JSONResponse(summary, status_code=202)
 
     async def metrics(_: Request) -> Response:

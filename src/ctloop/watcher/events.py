@@ -4,18 +4,21 @@ KServe's logger (and ctloop's model server) posts one CloudEvent per request and
 binary mode (``ce-*`` headers, JSON body) or structured mode (``application/cloudevents+json``);
 batched mode (``application/cloudevents-batch+json``, a JSON array of structured events) is accepted
 too. ``ce-type`` is ``org.kubeflow.serving.inference.request`` or ``...response``; request and response
-share ``ce-id``. Bodies are V1 (``{"instances": [...]}`` as records or rows → ``{"predictions": [...]}``)
-or V2 (``{"inputs": [{"name", "shape", "datatype", "data"}]}`` → ``{"outputs": [...]}``).
+share ``ce-id``. Every event must name its model (``ce-inferenceservicename``). JSON is parsed with a
+bounded nesting depth (orjson's), so a deeply nested body is a clean :class:`EventError`. In a batched
+delivery a bad item is rejected on its own (:func:`parse_delivery`). Bodies are V1
+(``{"instances": [...]}`` as records or rows → ``{"predictions": [...]}``) or V2
+(``{"inputs": [{"name", "shape", "datatype", "data"}]}`` → ``{"outputs": [...]}``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_dict, from_http
@@ -42,6 +45,71 @@ class PayloadEvent:
     ids: list[str] | None = None
     labels: np.ndarray | None = None
     version: int | None = None
+    source: str | None = None
+
+
+def loads_bounded(data: bytes | bytearray | str, what: str) -> Any:
+    """Parse JSON with a bounded nesting depth (orjson refuses deeper than 1024 levels).
+
+    Raises:
+        EventError: Not JSON, not UTF-8, or nested too deeply.
+    """
+    try:
+        return orjson.loads(data)
+    except (orjson.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise EventError(f"{what}: body is not JSON or is nested too deeply ({exc})") from None
+
+
+def parse_delivery(headers: Mapping[str, str], body: bytes, numeric: Sequence[str],
+                   categorical: Sequence[str], extra: Sequence[str] = (),
+                   id_column: str = "id") -> tuple[list[PayloadEvent], list[str]]:
+    """Parse an HTTP delivery; in a batch, each bad item is rejected alone.
+
+    Returns:
+        The parsed events and one message per rejected batch item.
+
+    Raises:
+        EventError: When the delivery as a whole is malformed (bad JSON, not an array, a bad single event).
+    """
+    h = {k.lower(): v for k, v in headers.items()}
+    features = list(numeric) + list(categorical)
+    if h.get("content-type", "").split(";")[0].strip().lower() != BATCH_CONTENT_TYPE:
+        return parse_events(h, body, numeric, categorical, extra, id_column), []
+    extras = [c for c in dict.fromkeys(extra) if c not in features]
+    items = loads_bounded(body, "batched CloudEvents")
+    if not isinstance(items, list):
+        raise EventError("batched CloudEvents: body must be a JSON array of events")
+    events: list[PayloadEvent] = []
+    rejected: list[str] = []
+    for i, item in enumerate(items):
+        try:
+            events.append(_item(item, i, features, len(numeric), extras, id_column))
+        except EventError as exc:
+            rejected.append(f"item {i}: {exc}")
+    return events, rejected
+
+
+def _item(item: Any, i: int, features: list[str], n_numeric: int, extras: list[str],
+          id_column: str) -> PayloadEvent:
+    if not isinstance(item, dict):
+        raise EventError(f"batched CloudEvents: item {i} is not an object")
+    try:
+        event = from_dict(item)
+    except (GenericException, TypeError, ValueError) as exc:
+        raise EventError(f"batched CloudEvents: item {i}: {exc}") from exc
+    return _safe_payload(event, features, n_numeric, extras, id_column)
+
+
+def _safe_payload(event: CloudEvent, features: list[str], n_numeric: int, extras: list[str],
+                  id_column: str) -> PayloadEvent:
+    """:func:`_to_payload`, with any decoding failure on hostile input turned into an :class:`EventError`."""
+    try:
+        return _to_payload(event, features, n_numeric, extras, id_column)
+    except EventError:
+        raise
+    except (TypeError, ValueError, KeyError, RecursionError) as exc:
+        raise EventError(f"event {event.get('id')!r}: cannot read its body ({type(exc).__name__}: {exc})") \
+            from None
 
 
 def parse_events(headers: Mapping[str, str], body: bytes, numeric: Sequence[str],
@@ -63,30 +131,22 @@ def parse_events(headers: Mapping[str, str], body: bytes, numeric: Sequence[str]
     h = {k.lower(): v for k, v in headers.items()}
     features = list(numeric) + list(categorical)
     extras = [c for c in dict.fromkeys(extra) if c not in features]
-    if h.get("content-type", "").split(";")[0].strip().lower() == BATCH_CONTENT_TYPE:
-        try:
-            items = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise EventError(f"batched CloudEvents: body is not JSON ({exc})") from exc
-        if not isinstance(items, list):
-            raise EventError("batched CloudEvents: body must be a JSON array of events")
-        events = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise EventError(f"batched CloudEvents: item {i} is not an object")
-            try:
-                events.append(from_dict(item))
-            except GenericException as exc:
-                raise EventError(f"batched CloudEvents: item {i}: {exc}") from exc
-        return [_to_payload(e, features, len(numeric), extras, id_column) for e in events]
-    if "ce-id" not in h and "application/cloudevents" not in h.get("content-type", ""):
+    ctype = h.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == BATCH_CONTENT_TYPE:
+        events, rejected = parse_delivery(h, body, numeric, categorical, extra, id_column)
+        if rejected:
+            raise EventError(rejected[0])
+        return events
+    if "ce-id" not in h and "application/cloudevents" not in ctype:
         raise EventError("not a CloudEvent: missing ce-id header (binary mode) and not "
                          "application/cloudevents+json (structured mode)")
+    if "ce-id" not in h:  # structured mode: parse with the bounded parser, then build the event
+        return [_item(loads_bounded(body, "structured CloudEvent"), 0, features, len(numeric), extras, id_column)]
     try:
         event = from_http(h, body)
-    except GenericException as exc:
+    except (GenericException, TypeError, ValueError) as exc:
         raise EventError(f"invalid CloudEvent: {exc}") from exc
-    return [_to_payload(event, features, len(numeric), extras, id_column)]
+    return [_safe_payload(event, features, len(numeric), extras, id_column)]
 
 
 def _to_payload(event: CloudEvent, features: list[str], n_numeric: int, extras: list[str],
@@ -96,24 +156,28 @@ def _to_payload(event: CloudEvent, features: list[str], n_numeric: int, extras: 
     if not eid:
         raise EventError("CloudEvent has an empty id (ce-id)")
     model = event.get("inferenceservicename")
+    if not isinstance(model, str) or not model:
+        raise EventError(f"event {eid}: missing ce-inferenceservicename (events must name their model)")
+    source = event.get("source")
     data = event.data
     if isinstance(data, bytes | bytearray | str):
-        try:
-            data = json.loads(data) if data else None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise EventError(f"event {eid}: body is not JSON ({exc})") from exc
+        data = loads_bounded(data, f"event {eid}") if data else None
     if not isinstance(data, dict):
         raise EventError(f"event {eid}: body must be a JSON object, got {type(data).__name__}")
     if ctype == REQUEST_TYPE:
         rows, cols = request_columns(data, features, n_numeric, eid, extras, id_column)
-        return PayloadEvent(eid, "request", model, rows=rows, columns=cols)
+        return PayloadEvent(eid, "request", model, rows=rows, columns=cols, source=_text(source))
     if ctype == RESPONSE_TYPE:
         preds = response_predictions(data, eid)
         ids, labels, version = response_extras(data, int(preds.size), eid)
         return PayloadEvent(eid, "response", model, rows=int(preds.size), predictions=preds, ids=ids,
-                            labels=labels, version=version)
+                            labels=labels, version=version, source=_text(source))
     raise EventError(f"event {eid}: unsupported ce-type {ctype!r} (expected {REQUEST_TYPE!r} or "
                      f"{RESPONSE_TYPE!r})")
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None else None
 
 
 def request_columns(body: dict[str, Any], features: list[str], n_numeric: int,

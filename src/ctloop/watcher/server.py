@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,27 @@ def serve(cfg: ProjectConfig, host: str | None = None, port: int | None = None,
     app, svc = build_service(cfg, CollectorRegistry(), triggers)
     if svc is not None:
         svc.start()
+    # uvicorn shuts down on SIGTERM and then re-raises it; with the default disposition that would end
+    # the process before the trigger service (and its worker processes) is stopped below
+    previous = _exit_on_sigterm()
     try:
         uvicorn.run(app, host=host or cfg.drift.host, port=port or cfg.drift.port, log_level="info",
                     access_log=False)
     finally:
-        if svc is not None:
-            svc.stop()
+        try:
+            if svc is not None:
+                svc.stop()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_exit(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm() -> Any:
+    """Make SIGTERM raise ``SystemExit`` (so ``finally`` blocks run); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_exit)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ctloop.config import ProjectConfig
 from ctloop.drift import DriftMonitor, Evaluation, FeatureScore, Reference
-from ctloop.errors import CtloopError, DriftError
+from ctloop.errors import CtloopError, DriftError, EventError
 from ctloop.profile import Profile
 from ctloop.quality.calibration import Calibration
 from ctloop.quality.monitor import QualityMonitor
@@ -26,6 +26,7 @@ from ctloop.quality.types import PerformanceSnapshot
 from ctloop.registry import Registry
 from ctloop.watcher.derived import Derived
 from ctloop.watcher.events import PayloadEvent
+from ctloop.watcher.guard import EventGuard
 from ctloop.watcher.metrics import WatcherMetrics
 
 log = logging.getLogger("ctloop.watcher")
@@ -87,6 +88,7 @@ class WatcherState:
         self.started_at = time.time()
         self._pending: OrderedDict[str, tuple[int, dict[str, Sequence[Any]]]] = OrderedDict()
         self.counts: dict[str, int] = {}
+        self.guard = EventGuard(cfg.drift)
 
     @property
     def model(self) -> str:
@@ -173,25 +175,29 @@ class WatcherState:
     def ingest(self, events: list[PayloadEvent]) -> dict[str, Any]:
         """Feed parsed events to the monitor; returns a small summary for the HTTP response.
 
-        Raises:
-            EventError: When an event's values do not fit the reference (nothing of it is counted).
+        An event whose values do not fit the reference is dropped on its own (``malformed``, its error in
+        ``errors``); replayed ids and rate-limited sources are dropped too (:class:`EventGuard`).
         """
-        out = {"accepted": 0, "dropped": 0, "windows": 0, "rows": 0}
+        out: dict[str, Any] = {"accepted": 0, "dropped": 0, "windows": 0, "rows": 0}
+        errors: list[str] = []
         with self.lock:
             mon = self.monitor
-            # validate every event of the delivery first, so a bad one rejects it whole
-            todo: list[tuple[PayloadEvent, Any]] = []
-            for ev in events:
+            for ev in events:  # each event stands alone: a bad one drops only itself
+                item: Any
                 if ev.model is not None and ev.model != self.model:
-                    todo.append((ev, "unknown_model"))
+                    item = "unknown_model"
                 elif mon is None:
-                    todo.append((ev, "no_reference"))
-                elif ev.kind == "request":
-                    todo.append((ev, mon.reference.prepare(self.derived.add(ev.columns, ev.rows), ev.rows)))
+                    item = "no_reference"
                 else:
-                    assert ev.predictions is not None
-                    todo.append((ev, mon.check_predictions(ev.predictions)))
-            for ev, item in todo:
+                    try:
+                        item = (mon.reference.prepare(self.derived.add(ev.columns, ev.rows), ev.rows)
+                                if ev.kind == "request"
+                                else mon.check_predictions(ev.predictions))  # type: ignore[arg-type]
+                    except EventError as exc:
+                        item = "malformed"
+                        errors.append(f"event {ev.id}: {exc}")
+                    else:
+                        item = self.guard.check(ev) or item
                 if isinstance(item, str):
                     self.count(item)
                     out["dropped"] += 1
@@ -201,7 +207,10 @@ class WatcherState:
                     evals = mon.add(item)
                     self.metrics.rows.labels("request").inc(ev.rows)
                     for e in evals:
-                        self.metrics.observe(e)
+                        published, neutralised = self.guard.close_window(e)
+                        if neutralised:
+                            self.count("insufficient_sources")
+                        self.metrics.observe(published)
                     out["windows"] += len(evals)
                     self._remember(ev.id, ev.rows, self._slices_of(ev))
                 else:
@@ -215,6 +224,8 @@ class WatcherState:
                 out["rows"] += ev.rows
                 out["accepted"] += 1
                 self.count("accepted")
+        if errors:
+            out["errors"] = errors[:5]
         return out
 
     def _slices_of(self, ev: PayloadEvent) -> dict[str, Sequence[Any]]:
