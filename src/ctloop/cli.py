@@ -15,12 +15,12 @@ from typing import Annotated, Any
 import rich.markup
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from ctloop import cli_serve
+from ctloop.cli_live import live_display
 from ctloop.cli_registry import registry_app
 from ctloop.console import make_console
 from ctloop.errors import ConfigError, CtloopError
@@ -133,7 +133,7 @@ def run(
     cause: dict[str, Any] = {"cause": trigger}
     if reason:
         cause["reason"] = reason
-    with Live(_steps_table(states), console=console, refresh_per_second=8, transient=json_out) as live:
+    with live_display(_steps_table(states), console, refresh_per_second=8, transient=json_out) as live:
 
         def on_event(task: str, state: str) -> None:
             states[task] = state
@@ -172,9 +172,10 @@ def _print_result(console: Console, result: Any) -> None:
     if result.error:
         console.print(f"[red]error in step {result.error.get('step')}[/]: "
                       f"{rich.markup.escape(str(result.error.get('message')))}", highlight=False)
-    html = result.reports.get(str((result.error or {}).get("step")), {}).get("html")
-    if html and html not in str(result.error.get("message")):
-        console.print(f"report: {html}", markup=False, highlight=False)
+    found = result.reports.get(str((result.error or {}).get("step")), {})
+    report = found.get("html") or found.get("json")
+    if report and report not in str(result.error.get("message")):
+        console.print(f"report: {report}", markup=False, highlight=False)
 
 
 @app.command("compile")
@@ -276,7 +277,9 @@ def main() -> None:
     try:
         app()
     except CtloopError as exc:
-        make_console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.stdout.flush()  # whatever the command printed goes out before the error
+        message = escape(str(exc).rstrip("\n"))
+        make_console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message}", highlight=False)  # ends in \n
         sys.exit(exc.exit_code)
 
 

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group
-from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ctloop.cli_live import live_display
 from ctloop.console import make_console
 from ctloop.run_summary import closed_loop_line
 
@@ -112,7 +112,7 @@ def demo(
     view = _View()
     settings = DemoSettings(stable_days=stable_days, drift_days=days, rows_per_day=rows_per_day,
                             prometheus=prometheus.value)
-    with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
+    with live_display(view.render(), console, refresh_per_second=4) as live:
 
         def progress(kind: str, info: dict[str, Any]) -> None:
             view.update(kind, info)

@@ -112,8 +112,19 @@ class ValidationConfig(_Section):
                     "to retrain, so it only warns by default)")
     duplicate_share_increase: Limit = Field(
         default_factory=lambda: Limit(warn=0.01, error=0.05),
-        description="share of duplicated rows, batch minus champion reference (or minus 0)")
+        description="share of duplicated rows, batch minus the champion's reference (skipped with no "
+                    "champion yet; duplicate_share_max applies)")
     bins: int = Field(10, ge=2, le=100, description="histogram bins for the report without a champion")
+    label_share_change: Limit = Field(
+        default_factory=lambda: Limit(warn=0.15, error=0.30),
+        description="per day, the largest change of a label class's share against the champion's "
+                    "label balance (days with fewer labelled rows than label_day_min_rows are not graded)")
+    duplicate_share_max: Limit = Field(
+        default_factory=Limit,
+        description="share of duplicated rows in the batch, absolute (applies with or without a champion); "
+                    "off by default: identical rows are normal in low-cardinality data")
+    label_day_min_rows: int = Field(
+        50, ge=1, description="labelled rows a day needs before its label share is graded")
 
 
 class TolerationConfig(_Section):
@@ -169,6 +180,21 @@ class ModelConfig(_Section):
     trainer: Literal["sklearn", "torch"] = "sklearn"
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
+
+    @field_validator("params")
+    @classmethod
+    def _params_fit_trainer(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        """Check ``params`` against the chosen trainer when the config loads, before anything runs."""
+        trainer = info.data.get("trainer")
+        if trainer == "sklearn":
+            from ctloop.train import parse_sklearn_params
+
+            parse_sklearn_params(value)  # ConfigError is a ValueError: "model.params.<key>: ..."
+        elif trainer == "torch":
+            from ctloop.torch_trainer.params import parse_torch_params
+
+            parse_torch_params(value)
+        return value
 
 
 class MetricBounds(_Section):
@@ -632,6 +658,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        if msg.startswith(f"{path}."):  # the message names a deeper key itself (model.params.<key>)
+            lines.append(f"{source}: {msg}")
+            continue
         lines.append(f"{source}: {path}: {msg}")
     return "\n".join(lines)
 

@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctloop.errors import DataError
+from ctloop.ingest_types import TypeMismatch, raise_mismatches, table_mismatches
+from ctloop.schema import Schema
 
 PARTITION_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 DATE_COLUMN = "date"
@@ -107,17 +109,26 @@ def read_window(
     cutoff: dt.date | None = None,
     allow_missing_days: bool = False,
     target: str | None = None,
+    schema: Schema | None = None,
 ) -> Snapshot:
     """Read the training window from the source into one frame with a ``date`` column.
 
     The content hash covers every file's relative name and bytes, so the same data gives the same hash.
+    With ``schema``, every file's column types are checked against it before anything is combined.
 
     Raises:
+        PartitionTypeError: With ``schema``: a column's type in some file differs from the schema
+            (a :class:`DataError`; names each partition, column, both types and a sample value).
         DataError: Empty source, missing partitions (unless allowed), unreadable parquet, or a missing
             target column; the message names the file or column.
     """
     fs, root = _fs(uri)
-    chosen, missing = select_window(list_partitions(uri), window_days, cutoff)
+    try:
+        chosen, missing = select_window(list_partitions(uri), window_days, cutoff)
+    except DataError as exc:
+        if str(exc).startswith("data.source"):
+            raise
+        raise DataError(f"data.source {uri!r}: {exc}") from exc
     if missing and not allow_missing_days:
         days = ", ".join(d.isoformat() for d in missing[:10])
         raise DataError(
@@ -127,6 +138,7 @@ def read_window(
     digest = hashlib.sha256()
     frames = []
     files = []
+    mismatches: list[TypeMismatch] = []
     for part in chosen:
         for f in part.files:
             try:
@@ -135,11 +147,17 @@ def read_window(
             except (OSError, pa.ArrowException) as exc:
                 raise DataError(f"{f}: unreadable parquet file ({exc})") from exc
             rel = f[len(root):].lstrip("/")
+            if schema is not None:
+                partition, _, name = rel.rpartition("/")
+                mismatches += table_mismatches(table, schema, partition, name)
+                if mismatches:
+                    continue  # keep scanning to report every bad file; nothing is combined
             digest.update(rel.encode() + b"\0" + hashlib.sha256(blob).digest())
             frame = table.to_pandas()
             frame[DATE_COLUMN] = part.day.isoformat()
             frames.append(frame)
             files.append(f)
+    raise_mismatches(uri, mismatches)
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
         raise DataError(f"data.source {uri!r}: the window holds no rows")

@@ -95,3 +95,12 @@ class FastPathError(ModelError):
     """A model cannot be compiled to the fast inference path (it is served on the reference path)."""
 class ArtifactIntegrityError(RegistryError, ModelError):
     """A model artifact does not match the digest recorded for it; it was not deserialised."""
+
+
+class PartitionTypeError(DataError):
+    """Partition files hold columns whose type differs from the schema (``mismatches`` lists each one:
+    partition, file, column, expected and found types, a sample value)."""
+
+    def __init__(self, message: str, mismatches: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.mismatches = mismatches

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ctloop.config import ProjectConfig
+from ctloop.local_retry import skip_deterministic_retries
 from ctloop.registry import Registry
 from ctloop.reports import REPORT_PREFIX
 from ctloop.steps import ERROR_PREFIX, STEP_PREFIX
@@ -24,6 +25,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TASK_START = re.compile(r"Executing task '([\w-]+)'")
 TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
 TASK_SKIP = re.compile(r"Skipping (?:conditional )?task ([\w-]+)")
+INNER_FAILED = re.compile(r"Inner task failed: '([\w-]+)'")
+KFP_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - |^-{20,}$")
 STEPS = ("ingest", "validate", "validate-gate", "split", "features", "train", "evaluate", "register", "deploy")
 
 EventCallback = Callable[[str, str], None]
@@ -71,6 +74,8 @@ class _LogTap:
         self.steps: dict[str, float] = {}
         self.status: dict[str, str] = {}
         self.reports: dict[str, dict[str, str]] = {}
+        self.task: str | None = None
+        self.last_line: dict[str, str] = {}  # task -> its last non-blank output line (a traceback's last)
 
     def isatty(self) -> bool:
         return False
@@ -92,6 +97,9 @@ class _LogTap:
             self.on_event(task, state)
 
     def _line(self, line: str) -> None:
+        text = line.strip()
+        if self.task and text and not KFP_LOG_LINE.match(text):
+            self.last_line[self.task] = text
         if ERROR_PREFIX in line:
             with contextlib.suppress(json.JSONDecodeError):
                 self.failures.append(json.loads(line.split(ERROR_PREFIX, 1)[1]))
@@ -104,11 +112,28 @@ class _LogTap:
                 d = json.loads(line.split(STEP_PREFIX, 1)[1])
                 self.steps[d["step"]] = float(d["seconds"])
         elif m := TASK_START.search(line):
+            self.task = m.group(1)
             self._emit(m.group(1), "running")
         elif m := TASK_END.search(line):
             self._emit(m.group(1), "succeeded" if m.group(2) == "SUCCESS" else "failed")
         elif m := TASK_SKIP.search(line):
             self._emit(m.group(1).strip("'"), "skipped")
+
+
+def _untyped_failure(tap: _LogTap, exc: Exception, log_path: Path) -> dict[str, Any]:
+    """The error of a step that failed without a typed ctloop error: the failing task and its last
+    output line (a traceback's last line names the exception), never ``step None``."""
+    text = ANSI.sub("", str(exc))
+    failed = [t for t, s in tap.status.items() if s == "failed"]
+    m = INNER_FAILED.search(text)
+    step = m.group(1) if m else failed[0] if failed else tap.task or "pipeline"
+    last = tap.last_line.get(step, "")
+    message = f"{last} (full log: {log_path})" if last else f"{text} (full log: {log_path})"
+    return {"step": step, "type": type(exc).__name__, "exit_code": 1, "message": message, "last_line": last}
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # inside the run: to the log tap
 
 
 def new_run_id(name: str) -> str:
@@ -126,6 +151,9 @@ def run_local(
     force: bool = False,
 ) -> RunResult:
     """Run the training pipeline with ``kfp.local.SubprocessRunner(use_venv=False)``.
+
+    A task with a retry policy (train) is not retried after a configuration or data error (exit code
+    2 or 3); other failures are retried with the policy's backoff (:mod:`ctloop.local_retry`).
 
     Args:
         cfg: The project config (passed to every step as JSON).
@@ -160,7 +188,7 @@ def run_local(
     with open(log_path, "w") as log:
         tap = _LogTap(log, on_event)
         try:
-            with contextlib.redirect_stdout(tap):
+            with contextlib.redirect_stdout(tap), skip_deterministic_retries(tap.failures, _say):
                 task = pipeline(
                     config_json=cfg.to_json(),
                     trigger_json=json.dumps(trigger or {"cause": "manual"}),
@@ -173,8 +201,7 @@ def run_local(
             result.metrics = decision.get("metrics", {})
             result.status = "succeeded" if decision.get("passed") else "rejected"
         except RuntimeError as exc:
-            err = tap.failures[-1] if tap.failures else {"step": None, "type": type(exc).__name__,
-                                                     "exit_code": 1, "message": ANSI.sub("", str(exc))}
+            err = tap.failures[-1] if tap.failures else _untyped_failure(tap, exc, log_path)
             result.error = err
             result.status = {3: "data_rejected", 2: "config_error"}.get(int(err.get("exit_code") or 1), "failed")
     result.wall_seconds = round(time.perf_counter() - t0, 3)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
+import pyarrow as pa
 
 from ctloop.config import ProjectConfig, config_from_json
 from ctloop.data import DATE_COLUMN, read_window
@@ -26,7 +27,9 @@ from ctloop.errors import (
     CtloopError,
     DataError,
     ModelError,
+    PartitionTypeError,
     RegistryError,
+    SchemaError,
 )
 from ctloop.evaluate import ChampionEval, run_gate
 from ctloop.lineage import code_version, parse_trigger
@@ -39,6 +42,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 ERROR_PREFIX = "CTLOOP_ERROR "
 STEP_PREFIX = "CTLOOP_STEP "
+INGEST_REPORT = "ingest-report.json"
 
 
 def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -73,7 +77,16 @@ def _timed(info: dict[str, Any], started: float) -> dict[str, Any]:
 
 @reports_errors
 def ingest_step(config_json: str | ProjectConfig, cutoff_date: str, dataset_path: str) -> dict[str, Any]:
-    """Read the training window (last ``data.window_days`` up to ``cutoff_date``) into one parquet file."""
+    """Read the training window (last ``data.window_days`` up to ``cutoff_date``) into one parquet file.
+
+    Each partition file is read against the schema: a column whose type differs is a data rejection
+    (exit code 3) with an ingest report (``ingest-report.json`` beside the dataset) naming the
+    partition, the column, the expected and found types and a sample value. A missing or invalid
+    schema file is left to the validate step, which reports it.
+    """
+    from ctloop.ingest_types import write_ingest_report
+    from ctloop.reports import announce_report
+
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
     cutoff = None
@@ -82,10 +95,23 @@ def ingest_step(config_json: str | ProjectConfig, cutoff_date: str, dataset_path
             cutoff = dt.date.fromisoformat(cutoff_date)
         except ValueError as exc:
             raise DataError(f"cutoff_date {cutoff_date!r}: expected YYYY-MM-DD") from exc
-    snap = read_window(cfg.data.source, cfg.data.window_days, cutoff, cfg.data.allow_missing_days,
-                       target=cfg.data.target)
+    try:
+        schema = load_schema(cfg.schema_.path)
+    except SchemaError:
+        schema = None
+    try:
+        snap = read_window(cfg.data.source, cfg.data.window_days, cutoff, cfg.data.allow_missing_days,
+                           target=cfg.data.target, schema=schema)
+    except PartitionTypeError as exc:
+        report = write_ingest_report(Path(dataset_path).parent / INGEST_REPORT, cfg.data.source, exc)
+        print(announce_report("ingest", json=str(report)), flush=True)
+        raise
     Path(dataset_path).parent.mkdir(parents=True, exist_ok=True)
-    snap.frame.to_parquet(dataset_path, index=False)
+    try:
+        snap.frame.to_parquet(dataset_path, index=False)
+    except (pa.ArrowException, ValueError, TypeError) as exc:  # mixed types with no schema to name them
+        raise DataError(f"data.source {cfg.data.source!r}: the window's partitions do not combine into one "
+                        f"table ({exc}); check the column types of the newest partitions") from exc
     return _timed({
         "rows": int(len(snap.frame)),
         "source": snap.source,

@@ -37,8 +37,12 @@ def parse_sklearn_params(params: dict[str, Any]) -> SklearnParams:
     try:
         return SklearnParams.model_validate(params)
     except ValidationError as exc:
-        msg = "; ".join(f"model.params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(msg) from exc
+        msg = "; ".join(
+            f"model.params.{'.'.join(map(str, e['loc']))}: "
+            f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"{msg} (model.trainer: sklearn)") from exc
 
 
 def build_sklearn_pipeline(numeric: list[str], categorical: list[str], params: SklearnParams, seed: int):  # type: ignore[no-untyped-def]

@@ -7,7 +7,8 @@ returns a :class:`ValidationReport` (one row per check, per-feature reference-vs
 :class:`~ctloop.errors.DataValidationError` when any check is an error (fail closed).
 
 Check names (each result names its column where it has one): ``row_count``, ``label_present``,
-``label_classes``, ``duplicate_share_increase``, ``column_present``, ``unexpected_column`` (warning),
+``label_classes``, ``label_share_change``, ``label_days_one_class``, ``duplicate_share_increase``
+(skipped with no champion), ``duplicate_share`` (absolute), ``column_present``, ``unexpected_column`` (warning),
 ``dtype``, ``all_null``, ``not_nullable``, ``min``, ``max``, ``categories``, ``integer``, ``binary``,
 ``schema`` (a column that passed them all), ``reference`` (whether a champion profile was found),
 ``missing_share_increase``, ``unseen_category_share``, ``out_of_range_share``, ``psi``.
@@ -130,6 +131,11 @@ def grade(value: float, limit: Limit) -> Status:
 
 def _threshold(status: Status, limit: Limit) -> float | None:
     return limit.error if status == "error" or limit.warn is None else limit.warn
+
+
+def threshold_of(status: Status, limit: Limit) -> float | None:
+    """The limit a graded value was held against (``error`` for errors, else ``warn`` when set)."""
+    return _threshold(status, limit)
 
 
 def psi(reference_counts: list[int] | np.ndarray, batch_counts: list[int] | np.ndarray,
@@ -333,19 +339,16 @@ def validate_frame(
             f"column {target!r}: check 'label_classes': "
             + (f"classes {classes}" if ok else f"needs both classes, found only {classes or 'nulls'}"),
             len(classes), 2))
+        from ctloop.label_checks import label_results
+
+        checks += label_results(frame, target, reference, cfg)
     findings = check_frame(frame, schema)
     checks += _schema_results(findings, schema, rows, cfg.schema_violation_share)
     broken = {f.column for f in findings if f.check in ("column_present", "dtype", "all_null")}
     numeric = [c for c in schema.numeric_features if c not in broken]
     categorical = [c for c in schema.categorical_features if c not in broken]
     batch = compute_profile(frame, numeric, categorical, target, bins=cfg.bins, reference=reference)
-    base_dup = reference.duplicate_share if reference and reference.duplicate_share is not None else 0.0
-    dup = batch.duplicate_share or 0.0
-    status = grade(dup - base_dup, cfg.duplicate_share_increase)
-    checks.append(CheckResult(
-        "duplicate_share_increase", None, status,
-        f"check 'duplicate_share_increase': {_pct(dup)} duplicated rows (reference {_pct(base_dup)})",
-        dup - base_dup, _threshold(status, cfg.duplicate_share_increase)))
+    checks += _duplicate_results(batch.duplicate_share or 0.0, reference, cfg)
     if reference is None:
         checks.append(CheckResult("reference", None, "skipped",
                                   f"checks against the champion's profile skipped: {info.note}"))
@@ -358,6 +361,36 @@ def validate_frame(
     report.histograms = _histograms(batch, reference)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _duplicate_results(dup: float, reference: Profile | None, cfg: ValidationConfig) -> list[CheckResult]:
+    """Duplicated rows: against the champion's share when there is one (skipped, and saying so, when
+    there is none yet), and against the absolute ``duplicate_share_max`` when it is set."""
+    out: list[CheckResult] = []
+    name = "duplicate_share_increase"
+    if reference is None or reference.duplicate_share is None:
+        why = "no reference yet (first run, no champion)" if reference is None else \
+            "the champion's profile has no duplicate share"
+        out.append(CheckResult(name, None, "skipped",
+                               f"check {name!r}: skipped, {why}: {_pct(dup)} duplicated rows "
+                               "(validation.duplicate_share_max, the absolute form, applies instead)", dup))
+    else:
+        base = reference.duplicate_share
+        status = grade(dup - base, cfg.duplicate_share_increase)
+        out.append(CheckResult(name, None, status,
+                               f"check {name!r}: {_pct(dup)} duplicated rows (reference {_pct(base)})",
+                               dup - base, _threshold(status, cfg.duplicate_share_increase)))
+    limit = cfg.duplicate_share_max
+    if limit.warn is None and limit.error is None:
+        out.append(CheckResult("duplicate_share", None, "skipped",
+                               f"check 'duplicate_share': off (validation.duplicate_share_max); "
+                               f"{_pct(dup)} duplicated rows", dup))
+    else:
+        status = grade(dup, limit)
+        out.append(CheckResult("duplicate_share", None, status,
+                               f"check 'duplicate_share': {_pct(dup)} duplicated rows "
+                               f"(validation.duplicate_share_max)", dup, _threshold(status, limit)))
+    return out
 
 
 def load_reference(cfg: ProjectConfig) -> tuple[Profile | None, ReferenceInfo]:
