@@ -308,6 +308,26 @@ class DriftConfig(_Section):
     poll_seconds: float = Field(5.0, gt=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_pending_joins: int = Field(10_000, ge=1)
+    aggregation: Literal["local", "prometheus"] = Field(
+        "local", description="local: this watcher's row windows decide (one replica); prometheus: fleet "
+        "mode, recording rules sum every replica's bin counters over fleet_window and the alert reads them")
+    replicas: int = Field(1, ge=1, le=100, description="watcher replicas on a cluster (> 1 needs fleet mode)")
+    fleet_window: str = Field("10m", description="fleet mode: the time window the recording rules sum over")
+
+    @field_validator("fleet_window")
+    @classmethod
+    def _fleet_window(cls, value: str) -> str:
+        if not DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus duration (e.g. 5m, 1h)")
+        return value
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int, info: Any) -> int:
+        if value > 1 and info.data.get("aggregation") != "prometheus":
+            raise ValueError("more than one watcher replica needs drift.aggregation: prometheus (each "
+                             "replica sees only part of the traffic, so only the summed counts give a verdict)")
+        return value
 
     @field_validator("slide_rows")
     @classmethod

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from ctloop.config import ProjectConfig
+from ctloop.triggers import fleet_rules
+from ctloop.triggers.fleet_rules import fleet_mode
 from ctloop.triggers.policy import Trigger
 
 ALERT_NAME = "CtloopDriftShareHigh"
@@ -38,11 +40,13 @@ class AlertRule:
     model: str
     threshold: float
     for_: str
+    metric: str = DRIFT_METRIC  # fleet mode: the recorded fleet share (ctloop.triggers.fleet_rules.SHARE)
+    detected: str = DETECTED_METRIC
 
     @property
     def expr(self) -> str:
         """The PromQL expression."""
-        return f'max by (model) ({DRIFT_METRIC}{{model="{self.model}"}}) >= {self.threshold:g}'
+        return f'max by (model) ({self.metric}{{model="{self.model}"}}) >= {self.threshold:g}'
 
     def rule(self) -> dict[str, Any]:
         """The rule as it appears in a Prometheus rule group."""
@@ -54,10 +58,10 @@ class AlertRule:
             "annotations": {
                 "summary": f"drift share of {self.model} is {{{{ $value | humanizePercentage }}}} "
                 f"(threshold {self.threshold:g})",
-                "description": f"The share of drifted features ({DRIFT_METRIC}) stayed at or above "
+                "description": f"The share of drifted features ({self.metric}) stayed at or above "
                 f"{self.threshold:g} for {self.for_}; ctloop retrains {self.model}.",
                 "drifted_features": (
-                    f'{{{{ range query "{DETECTED_METRIC}{{model=\\"{self.model}\\"}} > 0" }}}}'
+                    f'{{{{ range query "{self.detected}{{model=\\"{self.model}\\"}} > 0" }}}}'
                     "{{ .Labels.feature }} {{ end }}"
                 ),
             },
@@ -65,7 +69,11 @@ class AlertRule:
 
 
 def alert_rule(cfg: ProjectConfig) -> AlertRule:
-    """The drift alert rule from ``drift.drift_share_alert`` and ``drift.alert_for``."""
+    """The drift alert rule from ``drift.drift_share_alert`` and ``drift.alert_for`` (on the fleet's
+    recorded share in fleet mode, ``drift.aggregation: prometheus``)."""
+    if fleet_mode(cfg):
+        return AlertRule(cfg.name, cfg.drift.drift_share_alert, cfg.drift.alert_for, fleet_rules.SHARE,
+                         fleet_rules.DRIFTED)
     return AlertRule(cfg.name, cfg.drift.drift_share_alert, cfg.drift.alert_for)
 
 
@@ -77,7 +85,8 @@ def rule_groups(cfg: ProjectConfig) -> dict[str, Any]:
                 "name": f"ctloop-{cfg.name}",
                 "interval": cfg.triggers.evaluation_interval,
                 "rules": [alert_rule(cfg).rule()],
-            }
+            },
+            *fleet_rules.fleet_rule_groups(cfg),
         ]
     }
 

@@ -127,6 +127,7 @@ class WatcherState:
             self._pending.clear()
             self.last_reload_error = None
             self.metrics.reset(version, list(monitor.reference.features))
+            self.metrics.fleet.follow(version, monitor)
         self.metrics.reloads.labels("loaded").inc()
         log.info("watching %s version %d (%d features)", self.model, version, len(monitor.reference.features))
         return True
