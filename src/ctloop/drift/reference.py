@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,12 @@ class Reference:
                 continue
             index = self._vocab_index[k]
             size = len(self.vocabularies[k])
+            if _is_arrow(col):  # Arrow strings: dictionary-encoded in C++, no Python str per value
+                arrow_codes = _arrow_codes(col, index, size)
+                if arrow_codes.shape[0] != rows:
+                    raise EventError(f"feature {name!r}: {arrow_codes.shape[0]} values for {rows} rows")
+                codes.append(arrow_codes)
+                continue
             if isinstance(getattr(col, "dtype", None), pd.CategoricalDtype):
                 # pandas categoricals (e.g. dictionary-encoded parquet): remap the few categories,
                 # then gather by code (code -1 = missing → the last lookup entry)
@@ -176,7 +183,42 @@ def _code(value: object, pos: dict[str, int], size: int) -> int:
     return pos.get(value if isinstance(value, str) else str(value), size)
 
 
+def _is_arrow(col: object) -> bool:
+    """A pyarrow Array/ChunkedArray, or a pandas column backed by one (``string[pyarrow]``, ArrowDtype)."""
+    if type(col).__module__.startswith("pyarrow"):
+        return True
+    dtype = getattr(col, "dtype", None)
+    return isinstance(dtype, pd.ArrowDtype) or getattr(dtype, "storage", None) in ("pyarrow", "pyarrow_numpy")
+
+
+def _arrow_codes(col: object, index: pd.Index, size: int) -> np.ndarray:
+    """Bin codes of an Arrow string column via ``pyarrow.compute.dictionary_encode``: the values are hashed
+    in C++, and only the (few) distinct values are looked up in the vocabulary."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr: Any = col if type(col).__module__.startswith("pyarrow") else pa.array(col)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    out = []
+    for chunk in chunks:
+        enc = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
+        values = enc.dictionary.cast(pa.string()).to_pylist()
+        lut = index.get_indexer(pd.Index(values, dtype=object))
+        lut = np.append(np.where(lut < 0, size, lut), size + 1)  # last entry: missing (null)
+        idx = pc.fill_null(enc.indices, len(values)).to_numpy(zero_copy_only=False)
+        out.append(lut[idx.astype(np.intp, copy=False)])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
+
+
 def _as_float(col: np.ndarray | Sequence[object], name: str) -> np.ndarray:
+    if _is_arrow(col):
+        import pyarrow as pa
+
+        arr = col if type(col).__module__.startswith("pyarrow") else pa.array(col)
+        try:
+            col = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)  # type: ignore[union-attr]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise EventError(f"feature {name!r}: expected numbers ({exc})") from exc
     try:
         arr = np.asarray(col)
     except ValueError as exc:  # ragged nested lists
