@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -105,7 +106,7 @@ def score_scipy(ref: pd.DataFrame, cur: pd.DataFrame) -> set[str]:
 
 # Library peers run in their own virtualenvs (never the project's), created here on first use.
 PEERS = {"evidently": ["evidently==0.7.23", "pandas<3", "pyarrow"],
-         "nannyml": ["nannyml==0.13.1", "pyarrow"]}
+         "nannyml": ["nannyml==0.13.1", "statsmodels", "pyarrow"]}  # nannyml imports statsmodels undeclared
 
 
 def peer_python(venvs: Path, name: str) -> Path:
@@ -122,7 +123,8 @@ def run_peer(py: Path, name: str, ref: Path, cur: Path, repeat: int) -> dict[str
     """One peer on the same parquet files: warmed up (import + a small run), best of ``repeat``."""
     proc = subprocess.run([str(py), str(ROOT / "benchmarks" / "drift_peers.py"), "--peer", name, "--ref", str(ref),
                            "--cur", str(cur), "--num", ",".join(NUM), "--cat", ",".join(CAT),
-                           "--repeat", str(repeat)], capture_output=True, text=True, check=False)
+                           "--repeat", str(repeat)], capture_output=True, text=True, check=False,
+                          env={**os.environ, "NML_DISABLE_USAGE_LOGGING": "1", "DO_NOT_TRACK": "1"})  # no telemetry
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
