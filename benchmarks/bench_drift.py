@@ -147,7 +147,9 @@ def bench_scoring(rows_list: list[int], ref_rows: int, peers: list[str], venvs: 
         path = tmp / f"cur-{rows}.parquet"
         make_frame(rows, seed=2, drift=True).to_parquet(path)
         cur = pd.read_parquet(path)  # string columns as Python str objects (what the peers get)
-        table = pq.read_table(path)  # the Arrow read path: strings stay in Arrow buffers
+        # the Arrow read path: parquet's dictionary pages become Arrow dictionary arrays, strings stay in
+        # Arrow buffers and ctloop only looks up the few distinct values
+        table = pq.read_table(path, read_dictionary=CAT)
         arrow_cols = {c: table.column(c) for c in NUM + CAT}
         object_cols = {c: cur[c] for c in NUM + CAT}
         repeat = 3 if rows <= 100_000 else repeat_large

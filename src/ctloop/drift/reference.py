@@ -123,7 +123,7 @@ class Reference:
             index = self._vocab_index[k]
             size = len(self.vocabularies[k])
             if _is_arrow(col):  # Arrow strings: dictionary-encoded in C++, no Python str per value
-                arrow_codes = _arrow_codes(col, index, size)
+                arrow_codes = _arrow_codes(col, self._vocab_pos[k], size)
                 if arrow_codes.shape[0] != rows:
                     raise EventError(f"feature {name!r}: {arrow_codes.shape[0]} values for {rows} rows")
                 codes.append(arrow_codes)
@@ -191,7 +191,7 @@ def _is_arrow(col: object) -> bool:
     return isinstance(dtype, pd.ArrowDtype) or getattr(dtype, "storage", None) in ("pyarrow", "pyarrow_numpy")
 
 
-def _arrow_codes(col: object, index: pd.Index, size: int) -> np.ndarray:
+def _arrow_codes(col: object, pos: dict[str, int], size: int) -> np.ndarray:
     """Bin codes of an Arrow string column via ``pyarrow.compute.dictionary_encode``: the values are hashed
     in C++, and only the (few) distinct values are looked up in the vocabulary."""
     import pyarrow as pa
@@ -203,8 +203,7 @@ def _arrow_codes(col: object, index: pd.Index, size: int) -> np.ndarray:
     for chunk in chunks:
         enc = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
         values = enc.dictionary.cast(pa.string()).to_pylist()
-        lut = index.get_indexer(pd.Index(values, dtype=object))
-        lut = np.append(np.where(lut < 0, size, lut), size + 1)  # last entry: missing (null)
+        lut = np.array([*(pos.get(v, size) for v in values), size + 1], dtype=np.intp)  # last: missing
         idx = pc.fill_null(enc.indices, len(values)).to_numpy(zero_copy_only=False)
         out.append(lut[idx.astype(np.intp, copy=False)])
     return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
