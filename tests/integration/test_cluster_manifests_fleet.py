@@ -142,3 +142,25 @@ def test_fleet_prometheusrule_passes_promtool(built, tree: Path, tmp_path: Path)
     spec.write_text(yaml.safe_dump(rule["spec"]))
     proc = subprocess.run([promtool, "check", "rules", str(spec)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "SUCCESS: 11 rules found" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_local_mode_keeps_one_watcher_with_its_trigger_routes(tmp_path: Path) -> None:
+    doc = yaml.safe_load((EXAMPLE / "ctloop.yaml").read_text())
+    doc["registry"]["uri"] = str(tmp_path / "registry")
+    (tmp_path / "ctloop.yaml").write_text(yaml.safe_dump(doc))
+    cfg = load_config(tmp_path / "ctloop.yaml")
+    assert cfg.drift.aggregation == "local" and cfg.drift.replicas == 1
+    tree = write_tree(rendered_files(cfg), tmp_path / "manifests")
+    objs = kustomize(tree / "overlays" / "production")
+    watcher = find(objs, "Deployment", "ctloop-watcher")
+    assert watcher["spec"]["replicas"] == 1 and {"state", "token"} <= _volumes(watcher)
+    assert "--no-triggers" not in watcher["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [o for o in objs if o["kind"] == "PodDisruptionBudget" or o["metadata"]["name"] == "ctloop-triggers"]
+    core = [o for o in objs if is_core(o)]
+    (tmp_path / "core.yaml").write_text(yaml.safe_dump_all(core))
+    proc = subprocess.run([tool("kubernetes-validate"), "--strict", "--no-warn", str(tmp_path / "core.yaml")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run([require_binary("promtool"), "check", "rules", str(tree / "monitoring" / "rules.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "SUCCESS: 1 rules found" in proc.stdout, proc.stdout + proc.stderr
