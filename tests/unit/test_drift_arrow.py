@@ -46,3 +46,19 @@ def test_arrow_unknown_missing_and_wrong_length(reference: Reference) -> None:
         reference.count_columns({cat: pa.array(["a", "b", "c"])}, 4)
     with pytest.raises(EventError, match="expected numbers"):
         reference.count_columns({reference.numeric[0]: pa.array(["x", "y"])}, 2)
+
+
+def test_arrow_batches_split_across_windows_score_like_python_strings(reference: Reference) -> None:
+    from ctloop.config import DriftConfig
+    from ctloop.drift import DriftMonitor
+
+    cfg = DriftConfig(window_rows=400, slide_rows=100, min_rows=100, bootstrap_samples=200)
+    frame = stream(1000, seed=8)
+    table = pa.Table.from_pandas(frame[list(reference.features)], preserve_index=False)
+    arrow_cols = {c: table.column(c) for c in reference.features}
+    a, b = DriftMonitor(reference, cfg), DriftMonitor(reference, cfg)
+    ev_a = a.ingest(arrow_cols, len(frame))  # one batch cut into 10 chunks of 100 rows
+    ev_b = b.ingest(columns(frame), len(frame))
+    assert len(ev_a) == len(ev_b) == 10
+    for x, y in zip(ev_a, ev_b, strict=True):
+        assert [s.psi for s in x.features] == [s.psi for s in y.features]

@@ -114,7 +114,7 @@ class Reference:
             if v is not None and v.shape[0] != rows:
                 raise EventError(f"feature {name!r}: {v.shape[0]} values for {rows} rows")
             numeric.append(v)
-        codes: list[np.ndarray | None] = []
+        codes: list[np.ndarray | DictCodes | None] = []
         for k, name in enumerate(self.categorical):
             col = columns.get(name)
             if col is None:
@@ -124,8 +124,8 @@ class Reference:
             size = len(self.vocabularies[k])
             if _is_arrow(col):  # Arrow strings: dictionary-encoded in C++, no Python str per value
                 arrow_codes = _arrow_codes(col, self._vocab_pos[k], size)
-                if arrow_codes.shape[0] != rows:
-                    raise EventError(f"feature {name!r}: {arrow_codes.shape[0]} values for {rows} rows")
+                if len(arrow_codes) != rows:
+                    raise EventError(f"feature {name!r}: {len(arrow_codes)} values for {rows} rows")
                 codes.append(arrow_codes)
                 continue
             if isinstance(getattr(col, "dtype", None), pd.CategoricalDtype):
@@ -191,22 +191,37 @@ def _is_arrow(col: object) -> bool:
     return isinstance(dtype, pd.ArrowDtype) or getattr(dtype, "storage", None) in ("pyarrow", "pyarrow_numpy")
 
 
-def _arrow_codes(col: object, pos: dict[str, int], size: int) -> np.ndarray:
-    """Bin codes of an Arrow string column via ``pyarrow.compute.dictionary_encode``: the values are hashed
-    in C++, and only the (few) distinct values are looked up in the vocabulary."""
+class DictCodes:
+    """Bin codes of a dictionary-encoded column kept as ``(indices, lookup)``: a row range is counted by
+    a bincount over the small integer indices, then mapped through the lookup (no per-row gather)."""
+
+    def __init__(self, indices: np.ndarray, lut: np.ndarray) -> None:
+        self.indices, self.lut = indices, lut
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def bincount(self, a: int, b: int, bins: int) -> np.ndarray:
+        """Counts per bin of rows ``a:b``."""
+        per_value = np.bincount(self.indices[a:b], minlength=self.lut.size)
+        return np.bincount(self.lut, weights=per_value, minlength=bins)
+
+
+def _arrow_codes(col: object, pos: dict[str, int], size: int) -> DictCodes:
+    """Bin codes of an Arrow string column via ``pyarrow.compute.dictionary_encode`` (or the column's own
+    dictionary): the values are hashed in C++, and only the (few) distinct values meet the vocabulary."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arr: Any = col if type(col).__module__.startswith("pyarrow") else pa.array(col)
-    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    out = []
-    for chunk in chunks:
-        enc = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
-        values = enc.dictionary.cast(pa.string()).to_pylist()
-        lut = np.array([*(pos.get(v, size) for v in values), size + 1], dtype=np.intp)  # last: missing
-        idx = pc.fill_null(enc.indices, len(values)).to_numpy(zero_copy_only=False)
-        out.append(lut[idx.astype(np.intp, copy=False)])
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.unify_dictionaries().combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+    values = arr.dictionary.cast(pa.string()).to_pylist()
+    lut = np.array([*(pos.get(v, size) for v in values), size + 1], dtype=np.intp)  # last: missing (null)
+    indices = pc.fill_null(arr.indices, len(values)).to_numpy(zero_copy_only=False)
+    return DictCodes(indices, lut)
 
 
 def _as_float(col: np.ndarray | Sequence[object], name: str) -> np.ndarray:
@@ -253,7 +268,7 @@ class Batch:
     """A validated batch of rows; :meth:`counts` bins any row range of it with whole-array operations."""
 
     def __init__(self, ref: Reference, rows: int, numeric: list[np.ndarray | None],
-                 codes: list[np.ndarray | None]) -> None:
+                 codes: list[np.ndarray | DictCodes | None]) -> None:
         self.ref, self.rows, self.numeric, self.codes = ref, rows, numeric, codes
 
     def counts(self, a: int, b: int) -> np.ndarray:
@@ -281,6 +296,8 @@ class Batch:
             j = base + k
             if c is None:
                 out[j, ref.n_bins[j] - 1] = n
+            elif isinstance(c, DictCodes):
+                out[j, : ref.n_bins[j]] = c.bincount(a, b, int(ref.n_bins[j]))
             else:
                 out[j, : ref.n_bins[j]] = np.bincount(c[a:b], minlength=ref.n_bins[j])
         return out
