@@ -1,22 +1,26 @@
 """Drift scoring and event-ingest benchmark (prints ratios against baselines measured in the same run).
 
-1. Scoring: ``rows`` x (20 numeric + 5 categorical), 4 drifted columns (3 numeric, 1 categorical).
-   ctloop's monitor (reference profile → binned counts → PSI/JS with calibrated thresholds) vs a scipy
-   baseline (two-sample KS per numeric column, chi-squared per categorical column, p < 0.05) and, when
-   the optional ``evidently`` package imports, Evidently's ``DataDriftPreset`` on the same frames.
-2. Ingest: inferences/s the watcher sustains over HTTP (``ctloop watch``), each inference being the two
-   events a model server sends (request and response), in KServe's logger form (one binary-mode event per
-   POST) and in ``ctloop serve``'s form (CloudEvents batched mode, 64 inferences per POST), vs requests/s
-   ``ctloop serve`` sustains on the same machine.
+1. Scoring: ``rows`` x (20 numeric + 5 string categorical), 4 drifted columns (3 numeric, 1 categorical),
+   every method reading the same parquet files. ctloop's monitor (reference profile → binned counts →
+   PSI/JS with calibrated thresholds), on the Arrow read path (``pyarrow.parquet`` columns,
+   dictionary-encoded in C++) and on pandas ``object`` string columns; a scipy baseline (two-sample KS
+   per numeric column, chi-squared per categorical column, p < 0.05); and two library peers, each in its
+   own virtualenv (created under ``--venvs`` on first use): Evidently's ``DataDriftPreset`` and NannyML's
+   univariate drift (Jensen-Shannon, Wasserstein), see ``drift_peers.py``. Every method is warmed up
+   (imported and run once) before timing; best of 3 at ≤100k rows, best of ``--repeat-large`` above.
+2. Ingest: the watcher over HTTP (``ctloop watch``, KServe-format CloudEvents) vs requests/s of a KServe
+   ModelServer serving a ctloop model: one-row request events, the two events KServe's logger really
+   sends per inference (request + response), batched events (50 inferences per POST), and the two-event
+   stream spread over 1, 2 and 3 watcher replicas (fleet mode) on the same machine.
 
-Run: ``python benchmarks/bench_drift.py [--rows 100000 1000000] [--skip-ingest]``.
+Run: ``python benchmarks/bench_drift.py [--rows 100000 1000000] [--skip-ingest] [--venvs DIR]``.
 """
-
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,15 +77,14 @@ def timed(fn, repeat: int = 1):  # type: ignore[no-untyped-def]
     return best, out
 
 
-def ctloop_scorer(reference: Reference, cur: pd.DataFrame):  # type: ignore[no-untyped-def]
+def ctloop_scorer(reference: Reference, cols: dict[str, Any], rows: int):  # type: ignore[no-untyped-def]
     """Seconds to calibrate, and a function that bins + scores one window of all rows."""
-    cfg = DriftConfig(window_rows=len(cur), min_rows=1, consecutive_windows=1)
+    cfg = DriftConfig(window_rows=rows, min_rows=1, consecutive_windows=1)
     t_cal, monitor = timed(lambda: DriftMonitor(reference, cfg))
-    cols = {c: cur[c] for c in NUM + CAT}
 
     def run() -> set[str]:
         monitor.restart()
-        return set(monitor.ingest(cols, len(cur))[0].drifted)
+        return set(monitor.ingest(cols, rows)[0].drifted)
 
     return t_cal, run
 
@@ -101,63 +104,81 @@ def score_scipy(ref: pd.DataFrame, cur: pd.DataFrame) -> set[str]:
     return flagged
 
 
-def score_evidently(ref: pd.DataFrame, cur: pd.DataFrame) -> set[str] | None:
-    """Evidently's DataDriftPreset (None when evidently is not installed)."""
-    try:
-        from evidently import DataDefinition, Dataset, Report  # type: ignore[import-not-found]
-        from evidently.presets import DataDriftPreset  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    definition = DataDefinition(numerical_columns=NUM, categorical_columns=CAT)
-    report = Report([DataDriftPreset()])
-    snap = report.run(Dataset.from_pandas(cur, data_definition=definition),
-                      Dataset.from_pandas(ref, data_definition=definition))
-    flagged = set()
-    for m in snap.dict()["metrics"]:
-        cfg = m.get("config", {})
-        col, value, threshold = cfg.get("column"), m.get("value"), cfg.get("threshold")
-        if not col or not isinstance(value, int | float) or threshold is None:
-            continue
-        # p-value methods drift below the threshold, distance methods at or above it
-        if (value < threshold) if "p_value" in str(cfg.get("method", "")) else (value >= threshold):
-            flagged.add(col)
-    return flagged
+# Library peers run in their own virtualenvs (never the project's), created here on first use.
+PEERS = {"evidently": ["evidently==0.7.23", "pandas<3", "pyarrow"],
+         "nannyml": ["nannyml==0.13.1", "statsmodels", "pyarrow"]}  # nannyml imports statsmodels undeclared
 
 
-def bench_scoring(rows_list: list[int], ref_rows: int, category: bool,
-                  evidently: bool) -> list[dict[str, Any]]:
+def peer_python(venvs: Path, name: str) -> Path:
+    """The peer venv's interpreter (``python -m venv`` + pinned ``pip install`` when it is missing)."""
+    py = venvs / name / "bin" / "python"
+    if not py.exists():
+        print(f"creating {venvs / name} ({' '.join(PEERS[name])})", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venvs / name)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *PEERS[name]], check=True)
+    return py
+
+
+def run_peer(py: Path, name: str, ref: Path, cur: Path, repeat: int) -> dict[str, Any]:
+    """One peer on the same parquet files: warmed up (import + a small run), best of ``repeat``."""
+    proc = subprocess.run([str(py), str(ROOT / "benchmarks" / "drift_peers.py"), "--peer", name, "--ref", str(ref),
+                           "--cur", str(cur), "--num", ",".join(NUM), "--cat", ",".join(CAT),
+                           "--repeat", str(repeat)], capture_output=True, text=True, check=False,
+                          env={**os.environ, "NML_DISABLE_USAGE_LOGGING": "1", "DO_NOT_TRACK": "1"})  # no telemetry
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def bench_scoring(rows_list: list[int], ref_rows: int, peers: list[str], venvs: Path,
+                  repeat_large: int) -> list[dict[str, Any]]:
+    """Every method on the same parquet files with string categorical columns, warm, best of N each."""
+    import pyarrow.parquet as pq
+
+    tmp = Path(tempfile.mkdtemp(prefix="ctloop-bench-drift-"))
     ref = make_frame(ref_rows, seed=1, drift=False)
-    if category:
-        ref = ref.astype({c: "category" for c in CAT})
+    ref.to_parquet(tmp / "ref.parquet")
+    ref = pd.read_parquet(tmp / "ref.parquet")
     t_prof, profile = timed(lambda: compute_profile(ref, NUM, CAT, target="label"))
     reference = Reference.from_profile(profile)
+    pys = {p: peer_python(venvs, p) for p in peers}
     out = []
     for rows in rows_list:
-        cur = make_frame(rows, seed=2, drift=True)
-        if category:
-            cur = cur.astype({c: "category" for c in CAT})
-        t_cal, run_ours = ctloop_scorer(reference, cur)
-        t_ours = t_scipy = float("inf")
-        for _ in range(3):  # interleaved, best of 3 each: load drift on a shared machine hits both
-            t, ours = timed(run_ours)
-            t_ours = min(t_ours, t)
+        path = tmp / f"cur-{rows}.parquet"
+        make_frame(rows, seed=2, drift=True).to_parquet(path)
+        cur = pd.read_parquet(path)  # string columns as Python str objects (what the peers get)
+        # the Arrow read path: parquet's dictionary pages become Arrow dictionary arrays, strings stay in
+        # Arrow buffers and ctloop only looks up the few distinct values
+        table = pq.read_table(path, read_dictionary=CAT)
+        arrow_cols = {c: table.column(c) for c in NUM + CAT}
+        object_cols = {c: cur[c] for c in NUM + CAT}
+        repeat = 3 if rows <= 100_000 else repeat_large
+        t_cal, run_arrow = ctloop_scorer(reference, arrow_cols, rows)
+        _t, run_object = ctloop_scorer(reference, object_cols, rows)
+        for fn in (run_arrow, run_object, lambda cur=cur: score_scipy(ref, cur.iloc[:1000])):
+            fn()  # warm-up: every in-process method runs once before timing
+        t_arrow = t_object = t_scipy = float("inf")
+        for _ in range(repeat):  # interleaved, best of N each: load drift on a shared machine hits all
+            t, ours = timed(run_arrow)
+            t_arrow = min(t_arrow, t)
+            t, ours_obj = timed(run_object)
+            t_object = min(t_object, t)
             t, scipy_flags = timed(lambda cur=cur: score_scipy(ref, cur))
             t_scipy = min(t_scipy, t)
-        t_ev, ev_flags = timed(lambda cur=cur: score_evidently(ref, cur) if evidently else None)
-        ev_method = "Evidently DataDriftPreset defaults" if ev_flags is not None else "not installed"
-        res = {
-            "rows": rows, "ref_rows": ref_rows,
-            "categorical_dtype": "category" if category else "object",
-            "profile_s": t_prof, "calibrate_s": t_cal, "ctloop_s": t_ours,
+        res: dict[str, Any] = {
+            "rows": rows, "ref_rows": ref_rows, "repeat": repeat, "profile_s": t_prof, "calibrate_s": t_cal,
+            "ctloop_arrow_s": t_arrow, "ctloop_object_s": t_object,
             "ctloop_found": len(ours & DRIFTED), "ctloop_false": len(ours - DRIFTED),
-            "scipy_s": t_scipy, "scipy_found": len(scipy_flags & DRIFTED),
-            "scipy_false": len(scipy_flags - DRIFTED), "speedup_vs_scipy": t_scipy / t_ours,
+            "ctloop_object_same_flags": ours == ours_obj,
+            "scipy_s": t_scipy, "scipy_found": len(scipy_flags & DRIFTED), "scipy_false": len(scipy_flags - DRIFTED),
+            "speedup_vs_scipy": t_scipy / t_arrow,
         }
-        if ev_flags is not None:
-            res.update({"evidently": ev_method, "evidently_s": t_ev,
-                        "evidently_found": len(ev_flags & DRIFTED),
-                        "evidently_false": len(ev_flags - DRIFTED),
-                        "speedup_vs_evidently": t_ev / t_ours})
+        for p, py in pys.items():
+            r = run_peer(py, p, tmp / "ref.parquet", path, repeat)
+            flags = set(r["flagged"])
+            res.update({f"{p}_s": r["best_s"], f"{p}_runs_s": r["runs_s"], f"{p}_warmup_s": r["warmup_s"],
+                        f"{p}_found": len(flags & DRIFTED), f"{p}_false": len(flags - DRIFTED),
+                        f"speedup_vs_{p}": r["best_s"] / t_arrow, f"{p}_input_dtype": r["categorical_dtype"]})
         out.append(res)
         print(json.dumps(res), flush=True)
     return out
@@ -219,83 +240,128 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} never became ready")
 
 
-def _pair_bodies(recs: list[dict[str, Any]], n: int, size: int, batched: int) -> list[tuple[dict[str, str], bytes]]:
-    """What a model server sends for ``n`` inferences of ``size`` rows: a request and a response event each.
+def _inference_events(recs: list[dict[str, Any]], i: int) -> list[dict[str, Any]]:
+    """The two structured CloudEvents KServe's logger sends for one 1-row inference (request, response)."""
+    from tests.helpers_drift import REQUEST, RESPONSE
 
-    ``batched == 0``: KServe's logger form, one binary-mode event per POST (two POSTs per inference).
-    ``batched > 0``: ``ctloop serve``'s form, ``batched`` inferences per POST (CloudEvents batched mode).
-    """
-    from ctloop.serving.payload import REQUEST_TYPE, RESPONSE_TYPE, EventContext, _Pair, batch_body
-    from tests.helpers_drift import binary_event
-
-    pairs = []
-    for i in range(n):
-        a = (i * size) % (len(recs) - size)
-        req = {"instances": recs[a : a + size]}
-        resp = {"predictions": [0.5] * size, "labels": [0] * size, "model_version": "1"}
-        pairs.append((f"ev-{i}", req, resp))
-    if not batched:
-        out = []
-        for eid, req, resp in pairs:
-            out.append(binary_event("request", req, "churn", eid))
-            out.append(binary_event("response", resp, "churn", eid))
-        return out
-    ctx = EventContext("churn", "default")
-    bodies = []
-    for k in range(0, n, batched):
-        chunk = [_Pair(eid, json.dumps(req).encode(), json.dumps(resp).encode(), REQUEST_TYPE, RESPONSE_TYPE,
-                       "2026-01-01T00:00:00+00:00") for eid, req, resp in pairs[k : k + batched]]
-        body, _ = batch_body(chunk, "ctloop-serving", ctx)
-        bodies.append(({"content-type": "application/cloudevents-batch+json"}, body))
-    return bodies
+    eid = f"bench-{i}"
+    base = {"specversion": "1.0", "id": eid, "source": "http://localhost/churn", "inferenceservicename": "churn",
+            "datacontenttype": "application/json"}
+    return [{**base, "type": REQUEST, "data": {"instances": [recs[i % len(recs)]]}},
+            {**base, "type": RESPONSE, "data": {"predictions": [0.25 + 0.5 * ((i * 7919) % 100) / 100]}}]
 
 
-def bench_ingest(requests: int, concurrency: int) -> dict[str, Any]:
-    """The watcher's ingest rate (inferences/s, two events each) against ``ctloop serve``'s request rate."""
-    from ctloop.registry import Registry
+def _binary(ev: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+    headers = {f"ce-{k}": str(v) for k, v in ev.items() if k not in ("data", "datacontenttype")}
+    headers["content-type"] = "application/json"
+    return headers, json.dumps(ev["data"]).encode()
+
+
+def _start_watchers(tmp: Path, n: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
     from tests.conftest import free_port
-    from tests.helpers_drift import FEATURES, records, stream, train_model
+
+    drift: dict[str, Any] = {"window_rows": 2000, "max_body_bytes": 50_000_000}
+    if n > 1:
+        drift.update(aggregation="prometheus", replicas=n)
+    cfg = tmp / f"ctloop-{n}.yaml"
+    cfg.write_text(json.dumps({"name": "churn", "data": {"source": "data"}, "registry": {"uri": "registry"},
+                               "drift": drift}))
+    procs, urls = [], []
+    for _ in range(n):
+        port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "ctloop.cli", "watch", "--config", str(cfg), "--port",
+                                       str(port), "--no-triggers"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        urls.append(f"http://127.0.0.1:{port}")
+    for p, u in zip(procs, urls, strict=True):
+        _wait(f"{u}/healthz", p)
+        for _ in range(600):  # the champion's reference loaded and its thresholds calibrated
+            if httpx_json(f"{u}/healthz").get("version") is not None:
+                break
+            time.sleep(0.1)
+    return procs, urls
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=30)
+
+
+Body = tuple[dict[str, str], bytes]
+
+
+async def _drive_many(urls: list[str], units: list[list[Body]], concurrency: int) -> float:
+    """POST ``units`` (an inference's events stay together) round robin over ``urls``."""
+    per = [[b for u in units[i :: len(urls)] for b in u] for i in range(len(urls))]
+    conns = max(concurrency // len(urls), 1)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_drive(f"{u}/events", b, conns) for u, b in zip(urls, per, strict=True)))
+    return time.perf_counter() - t0
+
+
+def bench_ingest(requests: int, concurrency: int, replicas: list[int]) -> dict[str, Any]:
+    from ctloop.registry import Registry
+    from ctloop.watcher.events import BATCH_CONTENT_TYPE
+    from tests.conftest import free_port
+    from tests.helpers_drift import FEATURES, binary_event, records, stream, train_model
 
     tmp = Path(tempfile.mkdtemp(prefix="ctloop-bench-"))
     model_dir = train_model(tmp / "model")
     reg = Registry(str(tmp / "registry"), "churn")
     reg.promote(reg.register(model_dir, {}), "bench")
-    (tmp / "ctloop.yaml").write_text(json.dumps({"name": "churn", "data": {"source": "data"},
-                                                 "registry": {"uri": "registry"},
-                                                 "drift": {"window_rows": 2000,
-                                                           "max_body_bytes": 50_000_000}}))
     frame = stream(20_000, seed=5)
     recs = records(frame)
-    procs = []
+    res: dict[str, Any] = {"features": len(FEATURES), "requests": requests, "concurrency": concurrency}
+    mport = free_port()
+    model = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers_drift_server", "--ctloop-model-dir", str(model_dir),
+         "--ctloop-name", "churn", "--ctloop-port", str(mport), "--ctloop-watcher", ""],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        mport, wport = free_port(), free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "ctloop.cli", "serve", "--config", str(tmp / "ctloop.yaml"), "--model-dir",
-             str(model_dir), "--port", str(mport)], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "ctloop.cli", "watch", "--config", str(tmp / "ctloop.yaml"), "--port",
-             str(wport)], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait(f"http://127.0.0.1:{mport}/v1/models/churn", procs[0])
-        _wait(f"http://127.0.0.1:{wport}/healthz", procs[1])
-        murl, wurl = f"http://127.0.0.1:{mport}/v1/models/churn:predict", f"http://127.0.0.1:{wport}/events"
+        _wait(f"http://127.0.0.1:{mport}/v1/models/churn", model)
         ct = {"content-type": "application/json"}
-        model_bodies = [(ct, json.dumps({"instances": [recs[i % len(recs)]]}).encode())
-                        for i in range(requests)]
-        t_model = asyncio.run(_drive(murl, model_bodies, concurrency))
-        res: dict[str, Any] = {"model_server_req_s": requests / t_model, "features": len(FEATURES)}
-        for size in (1, 100):
-            n = requests if size == 1 else max(requests // 10, 20)
-            for form, batched in (("kserve_binary", 0), ("ctloop_batched_64", 64)):
-                bodies = _pair_bodies(recs, n, size, batched if size == 1 else max(1, batched // size))
-                t = asyncio.run(_drive(wurl, bodies, concurrency))
-                res[f"watcher_rows_s_{size}_row_{form}"] = n * size / t
-                res[f"ratio_{size}_row_{form}"] = (n * size / t) / res["model_server_req_s"]
-        print(json.dumps(res, indent=1), flush=True)
-        return res
+        model_bodies = [(ct, json.dumps({"instances": [recs[i % len(recs)]]}).encode()) for i in range(requests)]
+        asyncio.run(_drive(f"http://127.0.0.1:{mport}/v1/models/churn:predict", model_bodies[:100], concurrency))
+        res["model_server_req_s"] = requests / asyncio.run(
+            _drive(f"http://127.0.0.1:{mport}/v1/models/churn:predict", model_bodies, concurrency))
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=30)
+        _stop([model])
+    pairs = [[_binary(ev) for ev in _inference_events(recs, i)] for i in range(requests)]
+    warm = [[_binary(ev) for ev in _inference_events(recs, requests + i)] for i in range(100)]
+    batch = 50  # inferences per batched POST (100 events)
+    batched = [[({"content-type": BATCH_CONTENT_TYPE},
+                 json.dumps([ev for i in range(a, a + batch) for ev in _inference_events(recs, i)]).encode())]
+               for a in range(0, requests, batch)]
+    one_row = [[binary_event("request", {"instances": [recs[i % len(recs)]]}, "churn")] for i in range(requests)]
+    for n in replicas:
+        procs, urls = _start_watchers(tmp, n)
+        try:
+            asyncio.run(_drive_many(urls, warm, concurrency))  # warm-up
+            t = asyncio.run(_drive_many(urls, pairs, concurrency))
+            res[f"replicas_{n}_inferences_s_two_events"] = requests / t
+            res[f"replicas_{n}_per_replica_inferences_s"] = requests / t / n
+            if n == 1:
+                res["watcher_rows_s_1_row_request_events"] = requests / asyncio.run(
+                    _drive_many(urls, one_row, concurrency))
+                res["watcher_inferences_s_batched_50"] = requests / asyncio.run(
+                    _drive_many(urls, batched, concurrency))
+                res["ratio_two_events_vs_model_server"] = res["replicas_1_inferences_s_two_events"] / \
+                    res["model_server_req_s"]
+                res["ratio_batched_vs_model_server"] = res["watcher_inferences_s_batched_50"] / \
+                    res["model_server_req_s"]
+            accepted = sum(httpx_json(f"{u}/status")["events"].get("accepted", 0) for u in urls)
+            res[f"replicas_{n}_accepted_events"] = accepted
+        finally:
+            _stop(procs)
+    print(json.dumps(res), flush=True)
+    return res
+
+
+def httpx_json(url: str) -> dict[str, Any]:
+    import httpx
+
+    return dict(httpx.get(url, timeout=10).json())
 
 
 def main() -> None:
@@ -304,16 +370,18 @@ def main() -> None:
     ap.add_argument("--ref-rows", type=int, default=100_000)
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-scoring", action="store_true")
-    ap.add_argument("--skip-evidently", action="store_true")
-    ap.add_argument("--categorical", choices=["object", "category"], default="object",
-                    help="in-memory dtype of the categorical columns (same for every method)")
+    ap.add_argument("--peers", nargs="*", default=sorted(PEERS), choices=sorted(PEERS),
+                    help="library peers, each in its own venv under --venvs (created on first use)")
+    ap.add_argument("--venvs", type=Path, default=Path.home() / ".cache" / "ctloop-bench-venvs")
+    ap.add_argument("--repeat-large", type=int, default=2, help="runs per method above 100k rows (best of)")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
     a = ap.parse_args()
     if not a.skip_scoring:
-        bench_scoring(a.rows, a.ref_rows, a.categorical == "category", not a.skip_evidently)
+        bench_scoring(a.rows, a.ref_rows, a.peers, a.venvs, a.repeat_large)
     if not a.skip_ingest:
-        bench_ingest(a.requests, a.concurrency)
+        bench_ingest(a.requests, a.concurrency, a.replicas)
 
 
 if __name__ == "__main__":

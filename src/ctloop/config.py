@@ -369,6 +369,26 @@ class DriftConfig(_Section):
                              "counts (where events carry a source)")
     events_token_secret: str = Field("ctloop-events-token", description="Secret holding the events token "
                                      "(mounted at events_token_file in the watcher and the ServingRuntime)")
+    aggregation: Literal["local", "prometheus"] = Field(
+        "local", description="local: this watcher's row windows decide (one replica); prometheus: fleet "
+        "mode, recording rules sum every replica's bin counters over fleet_window and the alert reads them")
+    replicas: int = Field(1, ge=1, le=100, description="watcher replicas on a cluster (> 1 needs fleet mode)")
+    fleet_window: str = Field("10m", description="fleet mode: the time window the recording rules sum over")
+
+    @field_validator("fleet_window")
+    @classmethod
+    def _fleet_window(cls, value: str) -> str:
+        if not DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus duration (e.g. 5m, 1h)")
+        return value
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int, info: Any) -> int:
+        if value > 1 and info.data.get("aggregation") != "prometheus":
+            raise ValueError("more than one watcher replica needs drift.aggregation: prometheus (each "
+                             "replica sees only part of the traffic, so only the summed counts give a verdict)")
+        return value
 
     @field_validator("slide_rows")
     @classmethod

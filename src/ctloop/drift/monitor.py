@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,6 +91,16 @@ def _thresholds(ref_counts: np.ndarray, ref_rows: int, names: Sequence[str], cfg
     return out
 
 
+def _tee(counts_of: Callable[[int, int], np.ndarray],
+         listen: Callable[[np.ndarray], None]) -> Callable[[int, int], np.ndarray]:
+    """``counts_of`` that also hands every counted chunk to ``listen``."""
+    def counts(a: int, b: int) -> np.ndarray:
+        c = counts_of(a, b)
+        listen(c)
+        return c
+    return counts
+
+
 def _prediction_reference(balance: Mapping[str, float], rows: int) -> np.ndarray | None:
     if len(balance) != 2:
         return None
@@ -118,6 +128,7 @@ class DriftMonitor:
         self._pred_ref = _prediction_reference(reference.label_balance, reference.rows)
         self._pred_rule = (_Rule(_thresholds(self._pred_ref, reference.rows, [PREDICTION], cfg, step, slots))
                            if self._pred_ref is not None else None)
+        self.on_counts: Callable[[np.ndarray], None] | None = None  # sees every counted chunk (fleet counters)
         self.restart()
 
     def restart(self) -> None:
@@ -161,7 +172,8 @@ class DriftMonitor:
             return []
         self.rows_seen += batch.rows
         out = []
-        for win in self._ring.add(batch.rows, batch.counts):
+        counts_of = batch.counts if self.on_counts is None else _tee(batch.counts, self.on_counts)
+        for win in self._ring.add(batch.rows, counts_of):
             ev = self._evaluate(win)
             if ev is not None:
                 out.append(ev)

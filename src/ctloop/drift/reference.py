@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,7 @@ class Reference:
             if v is not None and v.shape[0] != rows:
                 raise EventError(f"feature {name!r}: {v.shape[0]} values for {rows} rows")
             numeric.append(v)
-        codes: list[np.ndarray | None] = []
+        codes: list[np.ndarray | DictCodes | None] = []
         for k, name in enumerate(self.categorical):
             col = columns.get(name)
             if col is None:
@@ -121,6 +122,12 @@ class Reference:
                 continue
             index = self._vocab_index[k]
             size = len(self.vocabularies[k])
+            if _is_arrow(col):  # Arrow strings: dictionary-encoded in C++, no Python str per value
+                arrow_codes = _arrow_codes(col, self._vocab_pos[k], size)
+                if len(arrow_codes) != rows:
+                    raise EventError(f"feature {name!r}: {len(arrow_codes)} values for {rows} rows")
+                codes.append(arrow_codes)
+                continue
             if isinstance(getattr(col, "dtype", None), pd.CategoricalDtype):
                 # pandas categoricals (e.g. dictionary-encoded parquet): remap the few categories,
                 # then gather by code (code -1 = missing → the last lookup entry)
@@ -187,7 +194,56 @@ def _code(value: object, pos: dict[str, int], size: int) -> int:
     return pos.get(value if isinstance(value, str) else str(value), size)
 
 
+def _is_arrow(col: object) -> bool:
+    """A pyarrow Array/ChunkedArray, or a pandas column backed by one (``string[pyarrow]``, ArrowDtype)."""
+    if type(col).__module__.startswith("pyarrow"):
+        return True
+    dtype = getattr(col, "dtype", None)
+    return isinstance(dtype, pd.ArrowDtype) or getattr(dtype, "storage", None) in ("pyarrow", "pyarrow_numpy")
+
+
+class DictCodes:
+    """Bin codes of a dictionary-encoded column kept as ``(indices, lookup)``: a row range is counted by
+    a bincount over the small integer indices, then mapped through the lookup (no per-row gather)."""
+
+    def __init__(self, indices: np.ndarray, lut: np.ndarray) -> None:
+        self.indices, self.lut = indices, lut
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def bincount(self, a: int, b: int, bins: int) -> np.ndarray:
+        """Counts per bin of rows ``a:b``."""
+        per_value = np.bincount(self.indices[a:b], minlength=self.lut.size)
+        return np.bincount(self.lut, weights=per_value, minlength=bins)
+
+
+def _arrow_codes(col: object, pos: dict[str, int], size: int) -> DictCodes:
+    """Bin codes of an Arrow string column via ``pyarrow.compute.dictionary_encode`` (or the column's own
+    dictionary): the values are hashed in C++, and only the (few) distinct values meet the vocabulary."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr: Any = col if type(col).__module__.startswith("pyarrow") else pa.array(col)
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.unify_dictionaries().combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+    values = arr.dictionary.cast(pa.string()).to_pylist()
+    lut = np.array([*(pos.get(v, size) for v in values), size + 1], dtype=np.intp)  # last: missing (null)
+    indices = pc.fill_null(arr.indices, len(values)).to_numpy(zero_copy_only=False)
+    return DictCodes(indices, lut)
+
+
 def _as_float(col: np.ndarray | Sequence[object], name: str) -> np.ndarray:
+    if _is_arrow(col):
+        import pyarrow as pa
+
+        arr = col if type(col).__module__.startswith("pyarrow") else pa.array(col)
+        try:
+            col = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)  # type: ignore[union-attr]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise EventError(f"feature {name!r}: expected numbers ({exc})") from exc
     try:
         arr = np.asarray(col)
     except ValueError as exc:  # ragged nested lists
@@ -223,7 +279,7 @@ class Batch:
     """A validated batch of rows; :meth:`counts` bins any row range of it with whole-array operations."""
 
     def __init__(self, ref: Reference, rows: int, numeric: list[np.ndarray | None],
-                 codes: list[np.ndarray | None]) -> None:
+                 codes: list[np.ndarray | DictCodes | None]) -> None:
         self.ref, self.rows, self.numeric, self.codes = ref, rows, numeric, codes
 
     def counts(self, a: int, b: int) -> np.ndarray:
@@ -251,6 +307,8 @@ class Batch:
             j = base + k
             if c is None:
                 out[j, ref.n_bins[j] - 1] = n
+            elif isinstance(c, DictCodes):
+                out[j, : ref.n_bins[j]] = c.bincount(a, b, int(ref.n_bins[j]))
             else:
                 out[j, : ref.n_bins[j]] = np.bincount(c[a:b], minlength=ref.n_bins[j])
         return out

@@ -50,8 +50,10 @@ def _meta(cfg: ProjectConfig, name: str, component: str, **extra: Any) -> dict[s
 
 
 def watcher_endpoint(cfg: ProjectConfig) -> str:
-    """In-cluster base URL of the watcher Service (what Alertmanager and the CronJob post to)."""
-    return f"http://{WATCHER}.{cfg.deploy.namespace}.svc.cluster.local"
+    """In-cluster base URL of the Service that Alertmanager and the CronJob post to: the watcher's, or
+    the trigger controller's when the watcher runs as several replicas (``drift.replicas`` > 1)."""
+    name = "ctloop-triggers" if cfg.drift.replicas > 1 else WATCHER
+    return f"http://{name}.{cfg.deploy.namespace}.svc.cluster.local"
 
 
 def token_mount(cfg: ProjectConfig) -> tuple[str, str]:
@@ -304,4 +306,8 @@ def render_base(cfg: ProjectConfig) -> dict[str, str]:
     feed = label_feed_cron_job(cfg)
     if feed is not None:
         out["base/label-feed.yaml"] = dump(feed)
+    if cfg.drift.replicas > 1:
+        from ctloop.manifests.fleet import render_fleet
+
+        out.update(render_fleet(cfg))
     return out

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from ctloop.config import ProjectConfig
+from ctloop.triggers import fleet_rules
+from ctloop.triggers.fleet_rules import fleet_mode
 from ctloop.triggers.policy import Trigger
 
 ALERT_NAME = "CtloopDriftShareHigh"
@@ -39,12 +41,14 @@ class AlertRule:
     threshold: float
     for_: str
     namespace: str = "ctloop"
+    metric: str = DRIFT_METRIC  # fleet mode: the recorded fleet share (ctloop.triggers.fleet_rules.SHARE)
+    detected: str = DETECTED_METRIC
 
     @property
     def expr(self) -> str:
         """The PromQL expression; it keeps ``namespace`` so that the Prometheus Operator's
         ``OnNamespace`` matcher on the AlertmanagerConfig's route matches the alert."""
-        return f'max by (namespace, model) ({DRIFT_METRIC}{{model="{self.model}"}}) >= {self.threshold:g}'
+        return f'max by (namespace, model) ({self.metric}{{model="{self.model}"}}) >= {self.threshold:g}'
 
     def rule(self) -> dict[str, Any]:
         """The rule as it appears in a Prometheus rule group."""
@@ -57,10 +61,10 @@ class AlertRule:
             "annotations": {
                 "summary": f"drift share of {self.model} is {{{{ $value | humanizePercentage }}}} "
                 f"(threshold {self.threshold:g})",
-                "description": f"The share of drifted features ({DRIFT_METRIC}) stayed at or above "
+                "description": f"The share of drifted features ({self.metric}) stayed at or above "
                 f"{self.threshold:g} for {self.for_}; ctloop retrains {self.model}.",
                 "drifted_features": (
-                    f'{{{{ range query "{DETECTED_METRIC}{{model=\\"{self.model}\\"}} > 0" }}}}'
+                    f'{{{{ range query "{self.detected}{{model=\\"{self.model}\\"}} > 0" }}}}'
                     "{{ .Labels.feature }} {{ end }}"
                 ),
             },
@@ -68,13 +72,17 @@ class AlertRule:
 
 
 def alert_rule(cfg: ProjectConfig) -> AlertRule:
-    """The drift alert rule from ``drift.drift_share_alert`` and ``drift.alert_for``."""
-    return AlertRule(cfg.name, cfg.drift.drift_share_alert, cfg.drift.alert_for, cfg.deploy.namespace)
+    """The drift alert rule from ``drift.drift_share_alert`` and ``drift.alert_for`` (on the fleet's
+    recorded share in fleet mode, ``drift.aggregation: prometheus``)."""
+    if fleet_mode(cfg):
+        return AlertRule(cfg.name, cfg.drift.drift_share_alert, cfg.drift.alert_for, namespace=cfg.deploy.namespace,
+                         metric=fleet_rules.SHARE, detected=fleet_rules.DRIFTED)
+    return AlertRule(cfg.name, cfg.drift.drift_share_alert, cfg.drift.alert_for, namespace=cfg.deploy.namespace)
 
 
 def rule_groups(cfg: ProjectConfig) -> dict[str, Any]:
-    """The ``groups:`` document shared by the PrometheusRule and the plain rules file: the drift alert,
-    then the performance alerts of :mod:`ctloop.triggers.performance` (their own group)."""
+    """The ``groups:`` document shared by the PrometheusRule and the plain rules file: the drift alert, the
+    fleet recording rules (fleet mode), then the performance alerts of :mod:`ctloop.triggers.performance`."""
     from ctloop.triggers.performance import performance_group
 
     groups = [
@@ -82,7 +90,8 @@ def rule_groups(cfg: ProjectConfig) -> dict[str, Any]:
             "name": f"ctloop-{cfg.name}",
             "interval": cfg.triggers.evaluation_interval,
             "rules": [alert_rule(cfg).rule()],
-        }
+        },
+        *fleet_rules.fleet_rule_groups(cfg),
     ]
     if (perf := performance_group(cfg)) is not None:
         groups.append(perf)

@@ -141,7 +141,11 @@ class TriggerService:
             svc.submitter = submitter(svc)
         else:
             svc.submitter = submitter  # type: ignore[assignment]
-        if not cfg.triggers.prometheus and drift_registry is not None:
+        # fleet mode (drift.aggregation: prometheus): only Prometheus sees every replica's counts
+        if not cfg.triggers.prometheus and cfg.drift.aggregation != "local":
+            log.warning("drift.aggregation is prometheus but triggers.prometheus is false: no drift alerts "
+                        "until Prometheus evaluates the rendered rules (set triggers.prometheus: true)")
+        if not cfg.triggers.prometheus and cfg.drift.aggregation == "local" and drift_registry is not None:
             reg = drift_registry
             svc.evaluator = EmbeddedEvaluator(
                 alert_rule(cfg),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ctloop.drift.monitor import METHODS, Evaluation, FeatureScore
+from ctloop.watcher.fleet import FleetCounts
 
 OUTCOMES = ("accepted", "malformed", "oversize", "unknown_model", "no_reference", "joined",
             "unjoined_evicted")
@@ -61,6 +62,7 @@ class WatcherMetrics:
             self.rows.labels(k)
         for o in ("loaded", "failed"):
             self.reloads.labels(o)
+        self.fleet = FleetCounts(registry, model)
 
     def reset(self, version: int, features: list[str]) -> None:
         """Drop per-feature series (a new reference may have other features) and set the version."""

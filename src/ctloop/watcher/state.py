@@ -147,6 +147,7 @@ class WatcherState:
             self._pending.clear()
             self.last_reload_error = None
             self.metrics.reset(version, list(monitor.reference.features))
+            self.metrics.fleet.follow(version, monitor)
         self.metrics.reloads.labels("loaded").inc()
         if self.quality is not None:
             self.quality.set_version(version, self._reference_metrics(version), _calibration(model_dir))
