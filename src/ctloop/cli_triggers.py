@@ -92,7 +92,7 @@ def triggers(
         )
         return
     t = Table(title=f"trigger ledger {path}")
-    for col in ("#", "received", "source", "decision", "reason", "run", "status", "version"):
+    for col in ("#", "received", "source", "decision", "reason", "run", "orchestrator run", "status", "version"):
         t.add_column(col)
     for r in rows:
         style = "green" if r.decision == "fired" else "yellow"
@@ -103,6 +103,7 @@ def triggers(
             f"[{style}]{r.decision}[/]",
             r.reason,
             r.run_id or "-",
+            r.external_id or "-",
             r.run_status or "-",
             str(r.version) if r.version is not None else "-",
         )

@@ -66,6 +66,10 @@ class Submitter(Protocol):
         """The run's status now, or ``None`` when unknown/unchanged."""
         ...
 
+    def lookup(self, req: RunRequest) -> RunUpdate | None:
+        """The run's status if a run with req.run_id already exists on the orchestrator, else None."""
+        ...
+
     def close(self) -> None:
         """Release resources (stop workers)."""
         ...
@@ -134,6 +138,13 @@ class LocalSubmitter:
             if reg.get(v).metadata.get("run_id") == run_id:
                 return RunUpdate("succeeded", external_id=run_id, version=v)
         return None
+
+    def lookup(self, req: RunRequest) -> RunUpdate | None:
+        """The run's status if a run with req.run_id already exists on the orchestrator, else None."""
+        with self._lock:
+            if req.run_id in self._futures:
+                return RunUpdate("submitted", external_id=req.run_id)
+        return self._finished(req.run_id)
 
     def poll(self, req: RunRequest, external_id: str | None) -> RunUpdate | None:
         """Runs this process started report through the callback; a run left over from before a
@@ -204,6 +215,13 @@ class KfpSubmitter:
             raise SubmitError(f"kfp {self.cfg.kfp.host}: cannot list runs ({exc})") from exc
         runs = [r for r in (resp.runs or []) if r.display_name == run_id]
         return runs[0] if runs else None
+
+    def lookup(self, req: RunRequest) -> RunUpdate | None:
+        """The run's status if a run with req.run_id already exists on the orchestrator, else None."""
+        existing = self.find(req.run_id)
+        if existing is None:
+            return None
+        return RunUpdate(KFP_STATES.get(str(existing.state), "submitted"), external_id=existing.run_id)
 
     def submit(self, req: RunRequest) -> RunUpdate:
         """Create the run unless one with the same name exists (then report that one)."""
