@@ -15,7 +15,13 @@ import httpx
 
 from ctloop.config import ProjectConfig
 from ctloop.errors import SubmitError
-from ctloop.triggers.orchestrators.common import Api, auth_headers, require_endpoint, run_parameters
+from ctloop.triggers.orchestrators.common import (
+    Api,
+    Credentials,
+    auth_headers,
+    require_endpoint,
+    run_parameters,
+)
 from ctloop.triggers.submitters import RunRequest, RunUpdate
 
 AIRFLOW_STATES = {
@@ -34,54 +40,46 @@ class AirflowSubmitter:
     def __init__(self, cfg: ProjectConfig, transport: httpx.BaseTransport | None = None) -> None:
         self.cfg = cfg
         self.acfg = cfg.triggers.airflow
-        base = require_endpoint(self.acfg.endpoint, "triggers.airflow")
-        self.root = base
-        token, basic = auth_headers(self.acfg, "triggers.airflow")
-        self._login = basic if (self.acfg.api_version == "v2" and not token) else None
-        self.api = Api(
-            "airflow",
-            f"{base}/api/{self.acfg.api_version}",
-            self.acfg.timeout_seconds,
-            token=token,
-            basic=None if self._login else basic,
-            transport=transport,
-        )
+        self.root = require_endpoint(self.acfg.endpoint, "triggers.airflow")
+        auth_headers(self.acfg, "triggers.airflow")  # fail fast on a missing credential
         self._transport = transport
-        self._token_lock = threading.Lock()
-        self._has_token = token is not None
+        self._jwt: str | None = None
+        self._jwt_lock = threading.Lock()
+        self.api = Api("airflow", f"{self.root}/api/{self.acfg.api_version}", self.acfg.timeout_seconds,
+                       creds=self._creds, transport=transport)
 
     def _path(self, run_id: str | None = None) -> str:
         p = f"/dags/{quote(self.acfg.dag_id, safe='')}/dagRuns"
         return p if run_id is None else f"{p}/{quote(run_id, safe='')}"
 
-    def _authenticate(self) -> None:
-        """Airflow 3 with a user name and password: exchange them for a JWT at ``/auth/token``."""
-        if self._login is None or self._has_token:
-            return
-        with self._token_lock:
-            if self._has_token:
-                return
-            user, password = self._login
-            auth = Api("airflow", self.root, self.acfg.timeout_seconds, transport=self._transport)
-            try:
-                doc = auth.json("POST", "/auth/token", json={"username": user, "password": password})
-            finally:
-                auth.close()
-            token = doc.get("access_token") if isinstance(doc, dict) else None
-            if not token:
-                raise SubmitError(f"airflow {self.root}/auth/token: no access_token in the answer")
-            self.api.client.headers["Authorization"] = f"Bearer {token}"
-            self._has_token = True
+    def _uses_login(self) -> bool:
+        return self.acfg.api_version == "v2" and not (self.acfg.token_file or self.acfg.token_env)
+
+    def _creds(self) -> Credentials:
+        """A bearer token; or basic auth (v1); or, on Airflow 3, a JWT from ``/auth/token``."""
+        token, basic = auth_headers(self.acfg, "triggers.airflow")
+        if token or basic is None or not self._uses_login():
+            return token, basic
+        with self._jwt_lock:
+            if self._jwt is None:
+                auth = Api("airflow", self.root, self.acfg.timeout_seconds, transport=self._transport)
+                try:
+                    doc = auth.json("POST", "/auth/token", json={"username": basic[0], "password": basic[1]})
+                finally:
+                    auth.close()
+                jwt = doc.get("access_token") if isinstance(doc, dict) else None
+                if not jwt:
+                    raise SubmitError(f"airflow {self.root}/auth/token: no access_token in the answer")
+                self._jwt = str(jwt)
+            return self._jwt, None
 
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        self._authenticate()
         try:
             return self.api.request(method, path, **kw)
         except SubmitError as exc:
-            if self._login is None or "authentication failed" not in str(exc):
+            if not self._uses_login() or self._jwt is None or "authentication failed" not in str(exc):
                 raise
-            self._has_token = False  # the JWT expired: log in again, once
-            self._authenticate()
+            self._jwt = None  # the JWT expired: log in again, once
             return self.api.request(method, path, **kw)
 
     def _update(self, doc: dict[str, Any]) -> RunUpdate:

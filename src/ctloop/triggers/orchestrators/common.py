@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,12 @@ def read_secret(file: str | None, env: str | None, where: str) -> str | None:
     return None
 
 
-def auth_headers(auth: OrchestratorAuth, section: str) -> tuple[str | None, tuple[str, str] | None]:
-    """The bearer token, or the (user, password) pair, that ``auth`` names (token first)."""
+Credentials = tuple[str | None, tuple[str, str] | None]
+
+
+def auth_headers(auth: OrchestratorAuth, section: str) -> Credentials:
+    """The bearer token, or the (user, password) pair, that ``auth`` names (token first), read now (so a
+    rotated Secret is picked up by the next request)."""
     token = read_secret(auth.token_file, auth.token_env, f"{section}.token")
     if token:
         return token, None
@@ -79,9 +83,8 @@ class Api:
         name: The orchestrator, for messages (``airflow``, ``prefect``, ``dagster``).
         base_url: Where the API lives.
         timeout: Seconds per request.
-        token: Bearer token, if any.
-        basic: (user, password) for HTTP basic auth, if any.
-        headers: Extra headers.
+        creds: Returns the bearer token or (user, password) for each request (``None``: no auth).
+        token_header: Also send the bearer token in this header (e.g. Dagster+'s API token header).
         transport: An ``httpx`` transport (tests).
     """
 
@@ -90,24 +93,37 @@ class Api:
         name: str,
         base_url: str,
         timeout: float,
-        token: str | None = None,
-        basic: tuple[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        creds: Callable[[], Credentials] | None = None,
+        token_header: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url
-        hdrs = dict(headers or {})
+        self.creds = creds
+        self.token_header = token_header
+        self.client = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    def _auth(self, kw: dict[str, Any]) -> dict[str, Any]:
+        if self.creds is None:
+            return kw
+        try:
+            token, basic = self.creds()
+        except ConfigError as exc:
+            raise SubmitError(f"{self.name}: cannot read its credentials ({exc})") from exc
+        headers: dict[str, str] = dict(kw.pop("headers", None) or {})
         if token:
-            hdrs["Authorization"] = f"Bearer {token}"
-        self.client = httpx.Client(
-            base_url=base_url, timeout=timeout, headers=hdrs, auth=basic, transport=transport
-        )
+            headers["Authorization"] = f"Bearer {token}"
+            if self.token_header:
+                headers[self.token_header] = token
+        elif basic is not None:
+            kw["auth"] = basic
+        return {**kw, "headers": headers}
 
     def request(self, method: str, path: str, ok: tuple[int, ...] = (), **kw: Any) -> httpx.Response:
         """Send one request; a transport error, 401/403 or another non-2xx status (unless in ``ok``)
         raises :class:`SubmitError` naming the orchestrator, URL and status."""
         where = f"{self.name} {self.base_url}{path}"
+        kw = self._auth(kw)
         try:
             resp = self.client.request(method, path, **kw)
         except httpx.HTTPError as exc:

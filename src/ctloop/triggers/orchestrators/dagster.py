@@ -80,11 +80,11 @@ class DagsterSubmitter:
     def __init__(self, cfg: ProjectConfig, transport: httpx.BaseTransport | None = None) -> None:
         self.cfg = cfg
         self.dcfg = cfg.triggers.dagster
-        token, basic = auth_headers(self.dcfg, "triggers.dagster")
         base = require_endpoint(self.dcfg.endpoint, "triggers.dagster")
-        headers = {"Dagster-Cloud-Api-Token": token} if token else {}
-        self.api = Api("dagster", base, self.dcfg.timeout_seconds, token=token, basic=basic, headers=headers,
-                       transport=transport)
+        auth_headers(self.dcfg, "triggers.dagster")  # fail fast on a missing credential
+        self.api = Api("dagster", base, self.dcfg.timeout_seconds,
+                       creds=lambda: auth_headers(self.dcfg, "triggers.dagster"),
+                       token_header="Dagster-Cloud-Api-Token", transport=transport)
 
     def _graphql(self, query: str, variables: dict[str, Any], field: str) -> dict[str, Any]:
         doc = self.api.json("POST", "/graphql", json={"query": query, "variables": variables})

@@ -50,9 +50,10 @@ class PrefectSubmitter:
     def __init__(self, cfg: ProjectConfig, transport: httpx.BaseTransport | None = None) -> None:
         self.cfg = cfg
         self.pcfg = cfg.triggers.prefect
-        token, basic = auth_headers(self.pcfg, "triggers.prefect")
         base = require_endpoint(self.pcfg.endpoint, "triggers.prefect")
-        self.api = Api("prefect", base, self.pcfg.timeout_seconds, token=token, basic=basic, transport=transport)
+        auth_headers(self.pcfg, "triggers.prefect")  # fail fast on a missing credential
+        self.api = Api("prefect", base, self.pcfg.timeout_seconds,
+                       creds=lambda: auth_headers(self.pcfg, "triggers.prefect"), transport=transport)
         self._deployment_id: str | None = None
 
     def deployment_id(self) -> str:
