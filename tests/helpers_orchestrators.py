@@ -214,3 +214,38 @@ def dagster_server(home: Path, config_path: Path, python: str | None = None,
         yield Server("dagster", f"http://127.0.0.1:{port}", home, {
             "endpoint": f"http://127.0.0.1:{port}", "job": "ctloop_training", "repository_location": "ctloop",
         })
+
+
+PREFECT_SERVE = """\
+import sys
+
+from ctloop.orchestrators.prefect import training_flow
+
+if __name__ == "__main__":  # the runner's worker processes import this module again (spawn)
+    training_flow.serve(name="ctloop", parameters={"config_path": sys.argv[1], "python": sys.argv[2]})
+"""
+
+
+@contextlib.contextmanager
+def prefect_serve(server: Server, config_path: Path, python: str) -> Iterator[None]:
+    """``training_flow.serve(...)`` in the Prefect venv: creates deployment ``ctloop-training/ctloop``
+    and runs its flow runs (each step with ``python``, the interpreter that has ctloop's dependencies)."""
+    bin_ = ensure_venv("prefect")
+    script = server.home / "serve.py"
+    script.write_text(PREFECT_SERVE)
+    env = _env({
+        "PREFECT_HOME": str(server.home),
+        "PREFECT_API_URL": server.url,
+        "PREFECT_API_AUTH_STRING": "ctloop:prefect-test-pw",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    })
+    with managed([str(bin_ / "python"), str(script), str(config_path), python], server.home / "serve.log",
+                 env=env) as proc:
+        def deployed() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError((server.home / "serve.log").read_text()[-3000:])
+            r = httpx.get(f"{server.url}/deployments/name/ctloop-training/ctloop", auth=("ctloop", "prefect-test-pw"))
+            return r.status_code == 200
+
+        wait_for(deployed, 120, "the served prefect deployment", interval=0.5)
+        yield

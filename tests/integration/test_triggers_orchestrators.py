@@ -30,7 +30,7 @@ from tests.helpers_orchestrators import (
     prefect_deployment,
     prefect_server,
 )
-from tests.helpers_triggers import TOKEN, serve_in_thread, trigger_project, webhook
+from tests.helpers_triggers import TOKEN, serve_in_thread, trigger_project, wait_for, webhook
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +218,26 @@ def test_unreachable_is_a_submit_error(tmp_path: Path) -> None:
     with pytest.raises(SubmitError, match="unreachable"):
         sub.submit(RunRequest(1, "churn-alert-x", {"cause": "drift"}))
     assert sub.poll(RunRequest(1, "churn-alert-x", {"cause": "drift"}), None) is None
+
+
+@pytest.mark.parametrize("name", ["airflow", "prefect", "dagster"])
+def test_cancel_and_the_final_status_reach_the_ledger(
+    tmp_path: Path, name: str, request: pytest.FixtureRequest
+) -> None:
+    server: Server = request.getfixturevalue(name)
+    with watcher(tmp_path / "p", server) as (base, svc):
+        r = httpx.post(f"{base}/trigger", json={"reason": f"cancel me ({name})", "key": f"cancel-{name}"},
+                       headers=AUTH, timeout=60)
+        d = r.json()
+        assert r.status_code == 202 and d["decision"] == "fired", d
+        row = svc.ledger.get(d["trigger_id"])
+        req = RunRequest(row.id, d["run_id"], {"cause": "manual"})
+        cancel = svc.submitter.cancel(req)  # type: ignore[attr-defined]
+        assert cancel is not None and cancel.external_id == row.external_id
+        want = {"airflow": "failed", "prefect": "canceled", "dagster": "canceled"}[name]
+        wait_for(lambda: (svc.tick(), svc.ledger.get(row.id).run_status)[1] == want, 30,
+                 f"{name} run {d['run_id']} to reach {want} in the ledger", interval=0.5)
+        row = svc.ledger.get(row.id)
+        assert row.external_id == cancel.external_id
+        if name == "airflow":
+            assert "ended failed" in row.detail["error"]
