@@ -114,6 +114,9 @@ def airflow_server(home: Path, config_path: Path, python: str | None = None,
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__API_AUTH__JWT_SECRET": hashlib.sha256(str(home).encode()).hexdigest(),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     })
     t0 = time.monotonic()
     for cmd in (["db", "migrate"], ["dags", "reserialize"]):
