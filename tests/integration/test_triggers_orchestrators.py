@@ -231,7 +231,7 @@ def test_cancel_and_the_final_status_reach_the_ledger(
         d = r.json()
         assert r.status_code == 202 and d["decision"] == "fired", d
         row = svc.ledger.get(d["trigger_id"])
-        req = RunRequest(row.id, d["run_id"], {"cause": "manual"})
+        req = RunRequest(row.id, d["run_id"], {**row.detail["lineage"], "run_id": d["run_id"]})
         cancel = svc.submitter.cancel(req)  # type: ignore[attr-defined]
         assert cancel is not None and cancel.external_id == row.external_id
         want = {"airflow": "failed", "prefect": "canceled", "dagster": "canceled"}[name]
