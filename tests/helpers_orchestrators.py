@@ -138,6 +138,41 @@ def airflow_server(home: Path, config_path: Path, python: str | None = None,
 
 
 @contextlib.contextmanager
+def airflow2_server(home: Path, config_path: Path) -> Iterator[Server]:
+    """Airflow 2 (REST v1) on SQLite: ``db migrate``, user ``ctloop`` (basic auth), the DAG from
+    ``build_dag`` serialized, the webserver (one worker)."""
+    bin_ = ensure_venv("airflow2")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dags").mkdir(exist_ok=True)
+    (home / "dags" / "ctloop_dag.py").write_text(AIRFLOW_DAG.format(config=str(config_path), python=None))
+    (home / "password").write_text("airflow2-test-pw\n")
+    port = free_port()
+    env = _env({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth",
+        "AIRFLOW__WEBSERVER__WORKERS": "1",
+        "AIRFLOW__WEBSERVER__SECRET_KEY": hashlib.sha256(str(home).encode()).hexdigest(),
+    })
+    t0 = time.monotonic()
+    for cmd in (["db", "migrate"],
+                ["users", "create", "-u", "ctloop", "-p", "airflow2-test-pw", "-r", "Admin", "-f", "ct", "-l",
+                 "loop", "-e", "ctloop@example.invalid"],
+                ["dags", "reserialize"]):
+        out = subprocess.run([str(bin_ / "airflow"), *cmd], env=env, cwd=home, capture_output=True, text=True)
+        assert out.returncode == 0, f"airflow {' '.join(cmd)}:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+    with managed([str(bin_ / "airflow"), "webserver", "--hostname", "127.0.0.1", "--port", str(port)],
+                 home / "webserver.log", env=env) as web:
+        _wait_up(f"http://127.0.0.1:{port}/health", web, home / "webserver.log", "airflow 2 webserver")
+        TIMINGS["airflow2_start_s"] = round(time.monotonic() - t0, 1)
+        yield Server("airflow", f"http://127.0.0.1:{port}", home, {
+            "endpoint": f"http://127.0.0.1:{port}", "api_version": "v1", "dag_id": "ctloop_training",
+            "username": "ctloop", "password_file": str(home / "password"),
+        })
+
+
+@contextlib.contextmanager
 def prefect_server(home: Path) -> Iterator[Server]:
     """``prefect server start`` (SQLite, UI off) with basic auth ``ctloop:<password file>``."""
     bin_ = ensure_venv("prefect")

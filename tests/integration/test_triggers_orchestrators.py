@@ -25,6 +25,7 @@ from tests.conftest import free_port
 from tests.helpers_orchestrators import (
     TIMINGS,
     Server,
+    airflow2_server,
     airflow_server,
     dagster_server,
     prefect_deployment,
@@ -41,6 +42,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("airflow")
     with airflow_server(home, trigger_project(home / "dag-project")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def airflow2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("airflow2")
+    with airflow2_server(home, trigger_project(home / "dag-project")) as s:
         yield s
 
 
@@ -62,6 +70,11 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def orchestrator_runs(server: Server) -> list[dict[str, Any]]:
     """Every run on the server, read with the orchestrator's own API (not the submitter's code):
     ``{"id", "name", "params"}``."""
+    if server.name == "airflow" and server.settings["api_version"] == "v1":
+        with httpx.Client(base_url=server.url, timeout=30, auth=("ctloop", "airflow2-test-pw")) as c:
+            r = c.get("/api/v1/dags/ctloop_training/dagRuns")
+            r.raise_for_status()
+            return [{"id": d["dag_run_id"], "name": d["dag_run_id"], "params": d["conf"]} for d in r.json()["dag_runs"]]
     if server.name == "airflow":
         with httpx.Client(base_url=server.url, timeout=30) as c:
             tok = c.post("/auth/token", json={"username": "ctloop", "password": "airflow-test-pw"})
@@ -142,6 +155,10 @@ def test_airflow_alert_creates_exactly_one_dag_run(tmp_path: Path, airflow: Serv
     _check_loop(tmp_path, airflow)
 
 
+def test_airflow2_rest_v1_alert_creates_exactly_one_dag_run(tmp_path: Path, airflow2: Server) -> None:
+    _check_loop(tmp_path, airflow2)
+
+
 def test_prefect_alert_creates_exactly_one_flow_run(tmp_path: Path, prefect: Server) -> None:
     _check_loop(tmp_path, prefect)
 
@@ -150,7 +167,7 @@ def test_dagster_alert_creates_exactly_one_run(tmp_path: Path, dagster: Server) 
     _check_loop(tmp_path, dagster)
 
 
-@pytest.mark.parametrize("name", ["airflow", "prefect", "dagster"])
+@pytest.mark.parametrize("name", ["airflow", "airflow2", "prefect", "dagster"])
 def test_refused_credentials_are_retried_until_they_work(
     tmp_path: Path, name: str, request: pytest.FixtureRequest
 ) -> None:
@@ -172,7 +189,7 @@ def test_refused_credentials_are_retried_until_they_work(
         row = svc.ledger.get(d["trigger_id"])
         assert d["decision"] == "fired" and row.run_status == "submit_failed", row
         want = "unreachable" if name == "dagster" else "authentication failed"
-        assert want in row.detail["error"] and name in row.detail["error"], row.detail
+        assert want in row.detail["error"] and server.name in row.detail["error"], row.detail
         assert [x for x in orchestrator_runs(server) if x["id"] not in before] == []
         if name == "dagster":
             from ctloop.triggers.orchestrators.dagster import DagsterSubmitter
@@ -220,7 +237,7 @@ def test_unreachable_is_a_submit_error(tmp_path: Path) -> None:
     assert sub.poll(RunRequest(1, "churn-alert-x", {"cause": "drift"}), None) is None
 
 
-@pytest.mark.parametrize("name", ["airflow", "prefect", "dagster"])
+@pytest.mark.parametrize("name", ["airflow", "airflow2", "prefect", "dagster"])
 def test_cancel_and_the_final_status_reach_the_ledger(
     tmp_path: Path, name: str, request: pytest.FixtureRequest
 ) -> None:
@@ -234,10 +251,10 @@ def test_cancel_and_the_final_status_reach_the_ledger(
         req = RunRequest(row.id, d["run_id"], {**row.detail["lineage"], "run_id": d["run_id"]})
         cancel = svc.submitter.cancel(req)  # type: ignore[attr-defined]
         assert cancel is not None and cancel.external_id == row.external_id
-        want = {"airflow": "failed", "prefect": "canceled", "dagster": "canceled"}[name]
+        want = {"airflow": "failed", "airflow2": "failed", "prefect": "canceled", "dagster": "canceled"}[name]
         wait_for(lambda: (svc.tick(), svc.ledger.get(row.id).run_status)[1] == want, 30,
                  f"{name} run {d['run_id']} to reach {want} in the ledger", interval=0.5)
         row = svc.ledger.get(row.id)
         assert row.external_id == cancel.external_id
-        if name == "airflow":
+        if name.startswith("airflow"):
             assert "ended failed" in row.detail["error"]
