@@ -24,7 +24,8 @@ test: install orchestrator-venvs
 # Airflow, Prefect and Dagster for the submitter tests, each in its own venv (.venv-orch/<name>, pinned
 # in tests/orchestrators/constraints-<name>.txt; reinstalled only when that file changes)
 orchestrator-venvs: install
-	$(PY) -c "from tests.helpers_orchestrators import ensure_venv; [ensure_venv(n) for n in ('airflow', 'airflow2', 'prefect', 'dagster')]"
+	$(PY) -c "from concurrent.futures import ThreadPoolExecutor as P; from tests.helpers_orchestrators import \
+	ensure_venv; list(P(4).map(ensure_venv, ('airflow', 'airflow2', 'prefect', 'dagster')))"
 
 # (b): an alert's run completes the real pipeline on each orchestrator (schedulers, workers: slow)
 test-orchestrators: orchestrator-venvs

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from ctloop.triggers.api import build_trigger_app
 from ctloop.triggers.orchestrators.common import RUN_ID_TAG
 from ctloop.triggers.service import TriggerService
 from ctloop.triggers.submitters import RunRequest
-from tests.conftest import free_port
+from tests.conftest import free_port, run_cli
 from tests.helpers_orchestrators import (
     TIMINGS,
     Server,
@@ -149,6 +152,14 @@ def _check_loop(tmp: Path, server: Server) -> None:
         assert svc.ledger.get(row.id).run_status == "submitted"
     after = [x for x in orchestrator_runs(server) if x["id"] not in before]
     assert len(after) == 1, after
+    # `ctloop triggers` shows the orchestrator's run id for the fired trigger
+    proc = run_cli("triggers", "--config", str(tmp / "p" / "ctloop.yaml"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["id"]: r for r in json.loads(proc.stdout)["triggers"]}
+    assert rows[d["trigger_id"]]["external_id"] == run["id"]
+    table = subprocess.run([sys.executable, "-m", "ctloop.cli", "triggers", "--config", str(tmp / "p" / "ctloop.yaml")],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "400"})
+    assert table.returncode == 0 and "orchestrator run" in table.stdout and run["id"] in table.stdout, table.stdout
 
 
 def test_airflow_alert_creates_exactly_one_dag_run(tmp_path: Path, airflow: Server) -> None:
