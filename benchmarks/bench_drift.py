@@ -4,8 +4,10 @@
    ctloop's monitor (reference profile → binned counts → PSI/JS with calibrated thresholds) vs a scipy
    baseline (two-sample KS per numeric column, chi-squared per categorical column, p < 0.05) and, when
    the optional ``evidently`` package imports, Evidently's ``DataDriftPreset`` on the same frames.
-2. Ingest: rows/s the watcher sustains over HTTP (``ctloop watch``, KServe-format binary events) vs
-   requests/s a KServe ModelServer serving a ctloop model sustains on the same machine.
+2. Ingest: inferences/s the watcher sustains over HTTP (``ctloop watch``), each inference being the two
+   events a model server sends (request and response), in KServe's logger form (one binary-mode event per
+   POST) and in ``ctloop serve``'s form (CloudEvents batched mode, 64 inferences per POST), vs requests/s
+   ``ctloop serve`` sustains on the same machine.
 
 Run: ``python benchmarks/bench_drift.py [--rows 100000 1000000] [--skip-ingest]``.
 """
@@ -217,10 +219,42 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} never became ready")
 
 
+def _pair_bodies(recs: list[dict[str, Any]], n: int, size: int, batched: int) -> list[tuple[dict[str, str], bytes]]:
+    """What a model server sends for ``n`` inferences of ``size`` rows: a request and a response event each.
+
+    ``batched == 0``: KServe's logger form, one binary-mode event per POST (two POSTs per inference).
+    ``batched > 0``: ``ctloop serve``'s form, ``batched`` inferences per POST (CloudEvents batched mode).
+    """
+    from ctloop.serving.payload import REQUEST_TYPE, RESPONSE_TYPE, EventContext, _Pair, batch_body
+    from tests.helpers_drift import binary_event
+
+    pairs = []
+    for i in range(n):
+        a = (i * size) % (len(recs) - size)
+        req = {"instances": recs[a : a + size]}
+        resp = {"predictions": [0.5] * size, "labels": [0] * size, "model_version": "1"}
+        pairs.append((f"ev-{i}", req, resp))
+    if not batched:
+        out = []
+        for eid, req, resp in pairs:
+            out.append(binary_event("request", req, "churn", eid))
+            out.append(binary_event("response", resp, "churn", eid))
+        return out
+    ctx = EventContext("churn", "default")
+    bodies = []
+    for k in range(0, n, batched):
+        chunk = [_Pair(eid, json.dumps(req).encode(), json.dumps(resp).encode(), REQUEST_TYPE, RESPONSE_TYPE,
+                       "2026-01-01T00:00:00+00:00") for eid, req, resp in pairs[k : k + batched]]
+        body, _ = batch_body(chunk, "ctloop-serving", ctx)
+        bodies.append(({"content-type": "application/cloudevents-batch+json"}, body))
+    return bodies
+
+
 def bench_ingest(requests: int, concurrency: int) -> dict[str, Any]:
+    """The watcher's ingest rate (inferences/s, two events each) against ``ctloop serve``'s request rate."""
     from ctloop.registry import Registry
     from tests.conftest import free_port
-    from tests.helpers_drift import FEATURES, binary_event, records, stream, train_model
+    from tests.helpers_drift import FEATURES, records, stream, train_model
 
     tmp = Path(tempfile.mkdtemp(prefix="ctloop-bench-"))
     model_dir = train_model(tmp / "model")
@@ -236,12 +270,11 @@ def bench_ingest(requests: int, concurrency: int) -> dict[str, Any]:
     try:
         mport, wport = free_port(), free_port()
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.helpers_drift_server", "--ctloop-model-dir", str(model_dir),
-             "--ctloop-name", "churn", "--ctloop-port", str(mport), "--ctloop-watcher", ""],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            [sys.executable, "-m", "ctloop.cli", "serve", "--config", str(tmp / "ctloop.yaml"), "--model-dir",
+             str(model_dir), "--port", str(mport)], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "ctloop.cli", "watch", "--config", str(tmp / "ctloop.yaml"), "--port",
-             str(wport)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+             str(wport)], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         _wait(f"http://127.0.0.1:{mport}/v1/models/churn", procs[0])
         _wait(f"http://127.0.0.1:{wport}/healthz", procs[1])
         murl, wurl = f"http://127.0.0.1:{mport}/v1/models/churn:predict", f"http://127.0.0.1:{wport}/events"
@@ -252,14 +285,12 @@ def bench_ingest(requests: int, concurrency: int) -> dict[str, Any]:
         res: dict[str, Any] = {"model_server_req_s": requests / t_model, "features": len(FEATURES)}
         for size in (1, 100):
             n = requests if size == 1 else max(requests // 10, 20)
-            bodies = []
-            for i in range(n):
-                a = (i * size) % (len(recs) - size)
-                bodies.append(binary_event("request", {"instances": recs[a : a + size]}, "churn"))
-            t = asyncio.run(_drive(wurl, bodies, concurrency))
-            res[f"watcher_rows_s_{size}_row_events"] = n * size / t
-            res[f"ratio_{size}_row_events"] = (n * size / t) / res["model_server_req_s"]
-        print(json.dumps(res), flush=True)
+            for form, batched in (("kserve_binary", 0), ("ctloop_batched_64", 64)):
+                bodies = _pair_bodies(recs, n, size, batched if size == 1 else max(1, batched // size))
+                t = asyncio.run(_drive(wurl, bodies, concurrency))
+                res[f"watcher_rows_s_{size}_row_{form}"] = n * size / t
+                res[f"ratio_{size}_row_{form}"] = (n * size / t) / res["model_server_req_s"]
+        print(json.dumps(res, indent=1), flush=True)
         return res
     finally:
         for p in procs:

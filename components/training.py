@@ -47,11 +47,23 @@ def split(config_json: str, dataset: Input[Dataset], train: Output[Dataset], tes
     recent.metadata["rows"] = info["recent_rows"]
 
 
-def train(config_json: str, train: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
-    """Fit the configured trainer; the model folder carries its transforms. Per-epoch metrics (torch)."""
+def features(config_json: str, train: Input[Dataset], table: Output[Dataset], state: Output[Artifact],
+             summary: Output[HTML]):
+    """Fit the declared derived features on the training split: the feature table, the fitted state and
+    an HTML summary (the same ``ctloop.features.apply`` runs in serving, the watcher and the backtest)."""
+    from ctloop.steps import features_step
+
+    info = features_step(config_json, train.path, table.path, state.path, summary.path)
+    table.metadata.update({"rows": info["rows"], "derived": info["derived"]})
+
+
+def train(config_json: str, train: Input[Dataset], features: Input[Artifact], model: Output[Model],
+          metrics: Output[Metrics]):
+    """Fit the configured trainer on the feature table; the model folder carries its transforms and the
+    fitted features. Per-epoch metrics (torch)."""
     from ctloop.steps import train_step
 
-    info = train_step(config_json, train.path, model.path)
+    info = train_step(config_json, train.path, model.path, features.path)
     for name, value in info.pop("metrics", {}).items():
         metrics.log_metric(name, value)
     model.metadata.update(info)
@@ -103,6 +115,7 @@ class Components:
     validate: Any
     validate_gate: Any
     split: Any
+    features: Any
     train: Any
     evaluate: Any
     register: Any
@@ -115,5 +128,5 @@ def build_components(image: str = DEFAULT_IMAGE) -> Components:
     def make(fn):  # type: ignore[no-untyped-def]
         return dsl.component(fn, base_image=image, install_kfp_package=False)
 
-    fns = (ingest, validate, validate_gate, split, train, evaluate, register, deploy)
+    fns = (ingest, validate, validate_gate, split, features, train, evaluate, register, deploy)
     return Components(*(make(f) for f in fns))

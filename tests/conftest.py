@@ -84,3 +84,17 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     if not root.exists():
         return {}
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real S3 API server (moto, server mode) on 127.0.0.1 for the whole session; the AWS environment
+    points at it. Use ``s3_server.new_bucket()`` for a fresh bucket per test."""
+    from tests.helpers_s3 import moto_server
+
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        pytest.fail("moto[server] is not installed (pip install -e '.[test]')")
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as srv:
+        yield srv

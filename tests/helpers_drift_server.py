@@ -1,10 +1,12 @@
-"""A real KServe ModelServer serving a ctloop model that emits KServe payload-logger events.
+"""A stand-in for KServe's own payload logger: a ``kserve.ModelServer`` that posts one binary-mode
+CloudEvent per request and one per response (same ``ce-id``), each in its own POST, as KServe's
+logger sidecar does.
 
-Used by the watcher integration test when the project's own model server is not in this build: each
-V1 request is answered by ``ctloop.model.load_model(...).predict_proba`` and, like KServe's logger,
-a binary-mode CloudEvent for the request and one for the response (same ``ce-id``) are posted to
-the watcher. Run: ``python -m tests.helpers_drift_server --ctloop-model-dir D --ctloop-name N
---ctloop-port P --ctloop-watcher URL``.
+It is not ctloop's model server (``ctloop serve`` batches its events, CloudEvents batched content mode)
+and no test uses it to prove that events reach the watcher: those tests run ``ctloop serve`` against the
+real watcher. ``benchmarks/bench_drift.py`` uses it to load the watcher with KServe-logger traffic. Run:
+``python -m tests.helpers_drift_server --ctloop-model-dir D --ctloop-name N --ctloop-port P
+--ctloop-watcher URL``.
 """
 
 from __future__ import annotations

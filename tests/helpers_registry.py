@@ -55,8 +55,47 @@ def _register_many(uri: str, model_dir: str, count: str) -> None:
         print(reg.register(model_dir, meta()), flush=True)
 
 
+def _promote_from(uri: str, expected: str, version: str) -> None:
+    """Promote ``version`` only if the champion is still ``expected``; print won/lost."""
+    from ctloop.errors import RegistryError
+    from ctloop.registry import Registry
+
+    reg = Registry(uri, "crash")
+    print("READY", flush=True)
+    sys.stdin.readline()
+    try:
+        reg.promote(int(version), reason="race", expected_champion=int(expected))
+        print("won", version, flush=True)
+    except RegistryError:
+        print("lost", flush=True)
+
+
+def _race(uri: str, model_dir: str, count: str) -> None:
+    """Register ``count`` versions on "go", print them and ``REGISTERED``; then on a line naming the
+    expected champion, promote the last of them only if the champion is still that one (won/lost)."""
+    from ctloop.errors import RegistryError
+    from ctloop.registry import Registry
+
+    reg = Registry(uri, "crash")
+    print("READY", flush=True)
+    sys.stdin.readline()
+    mine = [reg.register(model_dir, meta()) for _ in range(int(count))]
+    print(*mine, flush=True)
+    print("REGISTERED", flush=True)
+    expected = int(sys.stdin.readline())
+    try:
+        reg.promote(mine[-1], reason="race", expected_champion=expected)
+        print("won", mine[-1], flush=True)
+    except RegistryError:
+        print("lost", flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "register-many":
         _register_many(*sys.argv[2:])
+    elif sys.argv[1] == "promote-from":
+        _promote_from(*sys.argv[2:])
+    elif sys.argv[1] == "race":
+        _race(*sys.argv[2:])
     else:
         _child(sys.argv[1], sys.argv[2])

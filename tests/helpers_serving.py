@@ -167,6 +167,27 @@ class EventSink:
         with self.lock:
             return list(self.events)
 
+    def cloudevents(self) -> list[dict[str, Any]]:
+        """Every event received, flattened out of batched deliveries: attributes plus parsed ``data``."""
+        out: list[dict[str, Any]] = []
+        for headers, body in self.snapshot():
+            if headers.get("content-type", "").startswith("application/cloudevents-batch+json"):
+                out.extend(json.loads(body))
+            else:  # binary mode: ce-* headers, the body is the data
+                attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
+                out.append({**attrs, "datacontenttype": headers.get("content-type"), "data": json.loads(body)})
+        return out
+
+    def wait_for_events(self, n: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until at least ``n`` events arrived (counting inside batches); return them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = self.cloudevents()
+            if len(events) >= n:
+                return events
+            time.sleep(0.05)
+        raise AssertionError(f"expected {n} events, got {len(self.cloudevents())}")
+
     def stop(self) -> None:
         """Shut the sink down."""
         self.server.shutdown()

@@ -1,8 +1,9 @@
 """Helpers for the trigger tests: a recording submitter, trigger projects, and real servers.
 
-``RecordingSubmitter`` implements the submitter interface and records each submission in its own
-SQLite file, idempotently by run id (as the kfp submitter is, by run name): what is under test in
-these tests is the policy, not the pipeline.
+``RecordingSubmitter`` implements the submitter interface and records EVERY submit call in its own
+SQLite file (no dedupe: a second call for the same run id is a second row, so "exactly one run" means
+exactly one call); ``lookup`` answers from that file, as an orchestrator would: what is under test in
+these tests is the policy and the service's recovery, not the pipeline.
 """
 
 from __future__ import annotations
@@ -34,19 +35,24 @@ TOKEN = "s3cret-token-for-tests"
 
 
 class RecordingSubmitter:
-    """A submitter that records submissions (one row per run id) instead of starting pipelines."""
+    """A submitter that records every submit call instead of starting pipelines.
+
+    ``submit_delay`` seconds pass after the call is recorded and before it returns (a slow orchestrator
+    answer), so a test can kill the process while the submission is in flight.
+    """
 
     name = "recording"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, submit_delay: float = 0.0) -> None:
         self.path = Path(path)
+        self.submit_delay = submit_delay
+        self.lookups = 0
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.execute(
-                "CREATE TABLE IF NOT EXISTS submissions (run_id TEXT PRIMARY KEY, trigger_id INTEGER,"
-                " at REAL, trigger TEXT)"
+                "CREATE TABLE IF NOT EXISTS submissions (n INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT,"
+                " trigger_id INTEGER, at REAL, trigger TEXT)"
             )
-            c.execute("CREATE TABLE IF NOT EXISTS attempts (run_id TEXT, at REAL)")
 
     @contextlib.contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -57,24 +63,33 @@ class RecordingSubmitter:
             c.close()
 
     def submit(self, req: RunRequest) -> RunUpdate:
+        """Record the call (every call is a row), then answer after ``submit_delay``."""
         with self._conn() as c:
-            c.execute("INSERT INTO attempts VALUES (?, ?)", (req.run_id, time.time()))
             c.execute(
-                "INSERT OR IGNORE INTO submissions VALUES (?, ?, ?, ?)",
+                "INSERT INTO submissions (run_id, trigger_id, at, trigger) VALUES (?, ?, ?, ?)",
                 (req.run_id, req.trigger_id, time.time(), json.dumps(req.trigger)),
             )
+        if self.submit_delay:
+            time.sleep(self.submit_delay)
         return RunUpdate("submitted", external_id=f"rec-{req.run_id}")
 
     def poll(self, req: RunRequest, external_id: str | None) -> RunUpdate | None:
         return None
 
+    def lookup(self, req: RunRequest) -> RunUpdate | None:
+        """``submitted`` when a run with this id was recorded, else None (counted in ``lookups``)."""
+        self.lookups += 1
+        with self._conn() as c:
+            row = c.execute("SELECT 1 FROM submissions WHERE run_id = ? LIMIT 1", (req.run_id,)).fetchone()
+        return None if row is None else RunUpdate("submitted", external_id=f"rec-{req.run_id}")
+
     def close(self) -> None:
         pass
 
     def submissions(self) -> list[dict[str, Any]]:
-        """Every recorded submission."""
+        """Every recorded submit call, in order."""
         with self._conn() as c:
-            rows = c.execute("SELECT run_id, trigger_id, at, trigger FROM submissions ORDER BY at").fetchall()
+            rows = c.execute("SELECT run_id, trigger_id, at, trigger FROM submissions ORDER BY n").fetchall()
         return [{"run_id": r[0], "trigger_id": r[1], "at": r[2], "trigger": json.loads(r[3])} for r in rows]
 
 
@@ -180,7 +195,7 @@ def managed(
         yield proc
 
 
-def server_cmd(config: Path, port: int, submissions: Path) -> list[str]:
+def server_cmd(config: Path, port: int, submissions: Path, submit_delay: float = 0.0) -> list[str]:
     """The command that runs :func:`main` (the trigger app with a recording submitter)."""
     return [
         sys.executable,
@@ -192,6 +207,8 @@ def server_cmd(config: Path, port: int, submissions: Path) -> list[str]:
         str(port),
         "--submissions",
         str(submissions),
+        "--submit-delay",
+        str(submit_delay),
     ]
 
 
@@ -200,6 +217,7 @@ def build_service(
     submissions: Path,
     drift_registry: CollectorRegistry | None = None,
     clock: Callable[[], dt.datetime] | None = None,
+    submit_delay: float = 0.0,
 ) -> Any:
     """A trigger service with a recording submitter."""
     from ctloop.triggers.service import TriggerService
@@ -208,7 +226,7 @@ def build_service(
     return TriggerService.create(
         cfg,
         CollectorRegistry(),
-        submitter=RecordingSubmitter(submissions),
+        submitter=RecordingSubmitter(submissions, submit_delay=submit_delay),
         drift_registry=drift_registry,
         **kw,
     )
@@ -224,8 +242,9 @@ def main() -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--submissions", required=True)
+    ap.add_argument("--submit-delay", type=float, default=0.0)
     a = ap.parse_args()
-    svc = build_service(load_config(a.config), Path(a.submissions))
+    svc = build_service(load_config(a.config), Path(a.submissions), submit_delay=a.submit_delay)
     uvicorn.run(build_trigger_app(svc), host="127.0.0.1", port=a.port, log_level="warning")
 
 

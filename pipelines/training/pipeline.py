@@ -61,7 +61,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, training: TrainingConfig | None =
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="ctloop continuous training: ingest, validate, split, train, evaluate, gate, "
+        description="ctloop continuous training: ingest, validate, split, features, train, evaluate, gate, "
         "register, deploy.",
     )
     def training_pipeline(
@@ -76,7 +76,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE, training: TrainingConfig | None =
         gate.set_display_name("validate-gate")
         spl = c.split(config_json=config_json, dataset=ing.outputs["dataset"]).after(gate)
         spl.set_display_name("split")
-        tr = c.train(config_json=config_json, train=spl.outputs["train"]).set_display_name("train")
+        feat = c.features(config_json=config_json, train=spl.outputs["train"]).set_display_name("features")
+        tr = c.train(config_json=config_json, train=feat.outputs["table"], features=feat.outputs["state"])
+        tr.set_display_name("train")
         schedule_train(tr, train_cfg)
         ev = c.evaluate(
             config_json=config_json,

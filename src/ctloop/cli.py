@@ -22,7 +22,9 @@ from rich.text import Text
 
 from ctloop import cli_serve
 from ctloop.cli_registry import registry_app
+from ctloop.console import make_console
 from ctloop.errors import ConfigError, CtloopError
+from ctloop.run_summary import gate_line, run_result_json
 
 app = typer.Typer(help="ctloop: continuous training for Kubeflow Pipelines.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -38,7 +40,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def _console(json_mode: bool = False) -> Console:
-    return Console(file=sys.stderr if json_mode else sys.stdout)
+    return make_console(stderr=json_mode)
 
 
 def _load(config: Path):  # type: ignore[no-untyped-def]
@@ -52,11 +54,15 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the example project.")],
     name: Annotated[str, typer.Option(help="Model name (a DNS label).")] = "churn",
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+    ci: Annotated[str | None, typer.Option(help="Also write a CI workflow running `ctloop check` (github).")] = None,
 ) -> None:
     """Write a working example project (ctloop.yaml + schema.yaml)."""
-    from ctloop.project import init_project
+    from ctloop.project import init_project, write_ci
 
-    for p in init_project(directory, name=name, force=force):
+    written = init_project(directory, name=name, force=force)
+    if ci:
+        written.append(write_ci(directory, ci, force=force))
+    for p in written:
         _console().print(f"wrote [bold]{p}[/]")
     _console().print(f"next: ctloop datagen --out {directory}/data --days 30 && "
                      f"ctloop run --config {directory}/ctloop.yaml")
@@ -72,8 +78,13 @@ def datagen(
     rows_per_day: Annotated[int, typer.Option(min=1, help="Rows per day.")] = 500,
     covariate: Annotated[float, typer.Option(help="Covariate shift strength.")] = 1.0,
     concept: Annotated[float, typer.Option(help="Concept drift strength.")] = 1.0,
+    id_column: Annotated[str, typer.Option(help="Row id column (data.id_column).")] = "id",
+    concept_drift_from: Annotated[str | None, typer.Option(
+        help="First day of pure concept drift (P(label | inputs) changes, inputs do not), YYYY-MM-DD.")] = None,
+    concept_shift: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="How far pure concept drift moves the label rule (1 = fully new rule).")] = 1.0,
 ) -> None:
-    """Generate a deterministic synthetic labelled stream."""
+    """Generate a deterministic synthetic labelled stream (a unique id per row)."""
     from ctloop.datagen import DriftSpec, write_stream
 
     def day(value: str, opt: str) -> dt.date:
@@ -82,8 +93,12 @@ def datagen(
         except ValueError as exc:
             raise ConfigError(f"--{opt} {value!r}: expected YYYY-MM-DD") from exc
 
-    drift = DriftSpec(day(drift_from, "drift-from") if drift_from else None, covariate, concept)
-    files = write_stream(out, day(start, "start"), days, seed, rows_per_day, drift)
+    drift = DriftSpec(
+        day(drift_from, "drift-from") if drift_from else None, covariate, concept,
+        concept_start=day(concept_drift_from, "concept-drift-from") if concept_drift_from else None,
+        concept_shift=concept_shift,
+    )
+    files = write_stream(out, day(start, "start"), days, seed, rows_per_day, drift, id_column)
     _console().print(f"wrote {len(files)} partitions ({len(files) * rows_per_day} rows) to [bold]{out}[/]")
 
 
@@ -106,6 +121,7 @@ def run(
     trigger: Annotated[str, typer.Option(help="Trigger cause: manual, schedule, volume, drift.")] = "manual",
     reason: Annotated[str, typer.Option(help="Free-text reason recorded in the lineage.")] = "",
     cutoff: Annotated[str, typer.Option(help="Last day of the training window (default: newest).")] = "",
+    force: Annotated[bool, typer.Option(help="Retrain even when data, config and code equal the champion's.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the training pipeline under KFP's local runner."""
@@ -123,12 +139,10 @@ def run(
             states[task] = state
             live.update(_steps_table(states))
 
-        result = run_local(cfg, trigger=cause, cutoff_date=cutoff, on_event=on_event)
+        result = run_local(cfg, trigger=cause, cutoff_date=cutoff, on_event=on_event, force=force)
     console.print()
     if json_out:
-        typer.echo(json.dumps({"run_id": result.run_id, "status": result.status, "promoted": result.promoted,
-                               "version": result.version, "metrics": result.metrics,
-                               "error": result.error, "reports": result.reports}, default=float))
+        typer.echo(json.dumps(run_result_json(result), default=float))
     else:
         _print_result(console, result)
     raise typer.Exit(result.exit_code)
@@ -146,10 +160,15 @@ def _print_result(console: Console, result: Any) -> None:
     t.add_row("wall time", f"{result.wall_seconds:.1f} s")
     t.add_row("log", result.log_path)
     console.print(t)
+    if result.reason:
+        console.print(result.reason, markup=False, highlight=False)
     if result.decision:
         for c in result.decision.get("checks", []):
             mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
-            console.print(f"  gate {mark} {c['name']}: {c['reason']}")
+            console.print(f"  gate {mark} {c['name']}: {escape(str(c['reason']))}", highlight=False)
+        console.print(gate_line(result.decision), markup=False, highlight=False)
+    if result.champion is not None:
+        console.print(f"champion: v{result.champion}", markup=False, highlight=False)
     if result.error:
         console.print(f"[red]error in step {result.error.get('step')}[/]: "
                       f"{rich.markup.escape(str(result.error.get('message')))}", highlight=False)
@@ -182,6 +201,7 @@ def schema_infer(
     window_days: Annotated[int, typer.Option(min=1, help="Newest N days of a partitioned source.")] = 3660,
     max_categories: Annotated[int, typer.Option(min=1, help="Largest categorical domain to list.")] = 50,
     force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
+    id_column: Annotated[str, typer.Option(help="Row id column, marked dtype id (never a feature).")] = "id",
 ) -> None:
     """Infer a schema (dtypes, nullability, ranges, categorical domains) for a person to review and commit."""
     from ctloop.schema import dump_schema, infer_schema, read_sample
@@ -189,7 +209,7 @@ def schema_infer(
     if out.exists() and not force:
         raise ConfigError(f"{out}: already exists (use --force to overwrite)")
     frame = read_sample(data, target, window_days)
-    schema = infer_schema(frame, target, max_categories=max_categories)
+    schema = infer_schema(frame, target, max_categories=max_categories, id_column=id_column)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(dump_schema(schema))
     t = Table(title=f"inferred schema ({len(frame)} rows)")
@@ -215,6 +235,22 @@ def manifests_render(
         _console().print(f"wrote [bold]{p}[/]")
 
 
+@app.command("config-reference")
+def config_reference_cmd(
+    out: Annotated[Path | None, typer.Option(help="Write here (e.g. docs/config.md); default: stdout.")] = None,
+) -> None:
+    """Print (or write) the configuration reference generated from the config models."""
+    from ctloop.config_docs import config_reference
+
+    text = config_reference()
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    _console().print(f"wrote [bold]{out}[/]")
+
+
 from ctloop.cli_triggers import register as _register_triggers  # noqa: E402
 from ctloop.cli_watch import watch  # noqa: E402
 
@@ -222,6 +258,15 @@ app.command("watch")(watch)
 from ctloop.cli_demo import demo  # noqa: E402
 
 app.command("demo")(demo)
+from ctloop.cli_check import check  # noqa: E402
+from ctloop.cli_status import status  # noqa: E402
+
+app.command("check")(check)
+
+app.command("status")(status)
+from ctloop.cli_labels import labels_app  # noqa: E402
+
+app.add_typer(labels_app, name="labels")
 
 _register_triggers(app)
 
@@ -231,7 +276,7 @@ def main() -> None:
     try:
         app()
     except CtloopError as exc:
-        Console(file=sys.stderr).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        make_console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -14,6 +13,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from ctloop.console import make_console
+from ctloop.run_summary import closed_loop_line
 
 
 class Alerting(StrEnum):
@@ -92,8 +94,13 @@ def demo(
     stable_days: Annotated[int, typer.Option(min=1, help="Stable days replayed before the drift.")] = 2,
     days: Annotated[int, typer.Option(min=2, help="Drifted days to replay.")] = 5,
     rows_per_day: Annotated[int, typer.Option(min=100, help="Requests rows per day.")] = 800,
+    concept_days: Annotated[int, typer.Option(
+        min=0, help="Episode 2: days of pure concept drift with delayed labels (0 skips the episode).")] = 2,
+    label_delay_days: Annotated[int, typer.Option(
+        min=1, help="Episode 2: a day's labels arrive this many days later (POST /labels).")] = 1,
 ) -> None:
-    """Run the closed loop: drift → alert → retrain → gate → promote → hot-swap, and report it."""
+    """Run the closed loop: drift → alert → retrain → gate → promote → hot-swap, and report it; then
+    episode 2: pure concept drift, delayed labels, the performance alert → one retrain."""
     import logging
 
     from ctloop.demo.loop import run_demo
@@ -101,7 +108,7 @@ def demo(
     from ctloop.demo.scenario import DemoSettings
 
     logging.basicConfig(level=logging.WARNING)
-    console = Console(file=sys.stdout)
+    console = make_console()
     view = _View()
     settings = DemoSettings(stable_days=stable_days, drift_days=days, rows_per_day=rows_per_day,
                             prometheus=prometheus.value)
@@ -131,5 +138,35 @@ def demo(
         console.print(f"  gate {mark} {check.get('name')}: {check.get('reason')}", highlight=False)
     champ = next((v for v in result.versions if v["version"] == result.champion), {})
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in champ.get("metrics", {}).items() if k != "rows")
-    console.print(f"[bold]champion: v{result.champion}[/] (served: v{result.served_version}) — {metrics}")
+    loop_line = closed_loop_line(result.timings)
+    if loop_line:
+        console.print(loop_line, markup=False, highlight=False)
+    console.print(f"champion: v{result.champion} (served: v{result.served_version}) — {metrics}", highlight=False)
+    console.print(f"report: [bold]{report}[/]  data: {data}")
+    if concept_days:
+        _episode_two(console, Path(result.out), prometheus.value, rows_per_day, concept_days, label_delay_days)
+
+
+def _episode_two(console: Console, out: Path, prometheus: str, rows_per_day: int, concept_days: int,
+                 label_delay_days: int) -> None:
+    """Episode 2 in its own project folder (its own ledger: the first episode's cooldown does not apply)."""
+    from ctloop.demo.concept import ConceptSettings, run_concept_episode
+    from ctloop.demo.concept_report import concept_timeline_table, write_concept_outputs
+
+    settings = ConceptSettings(concept_days=concept_days, rows_per_day=rows_per_day,
+                               label_delay_days=label_delay_days, prometheus=prometheus)
+    with console.status("episode 2: pure concept drift, labels a day late (training the first champion, "
+                        "replaying, waiting for the performance alert)"):
+        r = run_concept_episode(out / "episode-2", settings)
+    console.print(concept_timeline_table(r))
+    fired = [x for x in r.ledger if x["decision"] == "fired"]
+    for x in fired:
+        console.print(f"  trigger #{x['id']} {x['source']}: {x['reason']} → {x['run_status']} v{x['version']}",
+                      highlight=False)
+    if "closed_loop_s" in r.timings:
+        console.print(f"episode 2 closed loop (labels crossing the threshold → new champion): "
+                      f"{r.timings['closed_loop_s']:.1f}s (alert {r.timings['alert_s']:.1f}s)")
+    report, data = write_concept_outputs(r, out)
+    console.print(f"[bold]episode 2 champion: v{r.champion}[/] (served: v{r.served_version}), max drift share "
+                  f"{100 * r.max_drift_share:.0f}%, runs: {len(fired)}")
     console.print(f"report: [bold]{report}[/]  data: {data}")

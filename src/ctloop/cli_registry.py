@@ -1,10 +1,9 @@
-"""``ctloop registry ...``: list, show, promote, rollback, diff, lineage (``--json`` on each)."""
+"""``ctloop registry ...``: list, show, promote, rollback, diff, lineage, recover (``--json`` on each)."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ctloop.console import make_console
 from ctloop.lineage import describe_trigger
+from ctloop.run_summary import gate_summary
 
 registry_app = typer.Typer(help="Inspect and move the model registry (versions, aliases, lineage).",
                            no_args_is_help=True)
@@ -27,11 +28,11 @@ def _registry(config: Path):  # type: ignore[no-untyped-def]
     from ctloop.registry import Registry
 
     cfg = load_config(config)
-    return Registry(cfg.registry.uri, cfg.name)
+    return Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
 
 
 def _out() -> Console:
-    return Console(file=sys.stdout, highlight=False)
+    return make_console(highlight=False)
 
 
 def _echo_json(doc: Any) -> None:
@@ -77,7 +78,8 @@ def registry_show(ref: RefArg, config: ConfigOpt, json_out: JsonOpt = False) -> 
     """Show one version's metadata (by number, or ``champion`` / ``previous``)."""
     reg = _registry(config)
     mv = reg.get(ref)
-    doc = {"version": mv.version, "model_uri": mv.model_uri, **mv.metadata}
+    doc = {"version": mv.version, "model_uri": mv.model_uri, **mv.metadata,
+           "gate": gate_summary(mv.metadata.get("decision"))}
     if json_out:
         _echo_json(doc)
         return
@@ -193,3 +195,25 @@ def registry_history(config: ConfigOpt, json_out: JsonOpt = False) -> None:
         t.add_row(e["at"], e["action"], str(e["version"]), _f(e.get("replaced")), str(bool(e.get("forced"))),
                   str(e.get("user")), str(e.get("reason", "")))
     _out().print(t)
+
+
+@registry_app.command("recover")
+def registry_recover(
+    config: ConfigOpt,
+    older_than: Annotated[float, typer.Option(help="Only settle a claim older than this many seconds.")] = 0.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Settle a promotion claim left by a deploy that died: commit it if the cluster serves the version
+    (GitOps repository or InferenceService), else withdraw it."""
+    from ctloop.config import load_config
+    from ctloop.deploy.recovery import recover_promotion
+
+    cfg = load_config(config)
+    doc = recover_promotion(cfg, min_age_s=older_than)
+    if json_out:
+        _echo_json(doc)
+        return
+    if doc["claim"] is None:
+        _out().print("no promotion claim in flight")
+        return
+    _out().print(f"claim for v{doc['version']} (age {doc['age_s']} s): {doc['action']}")

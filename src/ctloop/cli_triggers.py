@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ctloop.console import make_console
 from ctloop.errors import TriggerError
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")]
@@ -57,7 +56,7 @@ def trigger(
         typer.echo(json.dumps(doc))
         return
     fired = doc.get("decision") == "fired"
-    Console().print(
+    make_console().print(
         f"[{'green' if fired else 'yellow'}]{doc.get('decision')}[/] trigger #{doc.get('trigger_id')}: "
         f"{doc.get('reason')}" + (f" → run {doc['run_id']}" if doc.get("run_id") else ""),
         soft_wrap=True,
@@ -107,7 +106,7 @@ def triggers(
             r.run_status or "-",
             str(r.version) if r.version is not None else "-",
         )
-    Console(file=sys.stdout).print(t)
+    make_console().print(t)
 
 
 def register(app: typer.Typer) -> None:

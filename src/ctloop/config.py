@@ -212,6 +212,8 @@ class InfraCheckConfig(_Section):
 
     enabled: bool = True
     sample_rows: int = Field(32, ge=1, le=10_000)
+    max_fast_path_delta: float = Field(
+        1e-5, ge=0, le=1, description="largest |P_fast - P_reference| on the holdout for the compiled path to serve")
 
 
 class GateConfig(_Section):
@@ -228,6 +230,8 @@ class RegistryConfig(_Section):
     """Model registry storage."""
 
     uri: str = "registry"
+    single_writer: bool = Field(False, description="Accept a store without conditional writes (not s3://, "
+                                "gs:// or a local folder): only one process may ever write the registry")
 
 
 class ResourcesConfig(_Section):
@@ -248,6 +252,14 @@ class PayloadLoggerConfig(_Section):
     queue_size: int = Field(10_000, ge=1)
     timeout_seconds: float = Field(2.0, gt=0, le=60)
     source: str = "ctloop-serving"
+
+
+class BatchingConfig(_Section):
+    """Adaptive micro-batching of concurrent requests in the model server (off by default)."""
+
+    enabled: bool = Field(False, description="off by default: at c=1 a lone request would wait max_wait_us")
+    max_batch_size: int = Field(64, ge=1, le=100_000, description="rows that close a batch at once")
+    max_wait_us: int = Field(500, ge=0, le=1_000_000, description="microseconds a batch stays open")
 
 
 class ServingConfig(_Section):
@@ -275,6 +287,8 @@ class ServingConfig(_Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     node_selector: dict[str, str] = Field(default_factory=lambda: {"ctloop.io/pool": "cpu"})
     config_map: str = "ctloop-config"
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    workers: int = Field(1, ge=1, le=64, description="server processes sharing the port (one per core)")
 
 
 class DriftConfig(_Section):
@@ -337,6 +351,9 @@ class LabelsConfig(_Section):
         default_factory=lambda: {"ctloop.io/label-feed": "true"},
         description="pod labels of the label feed that the watcher's NetworkPolicy admits",
     )
+    push_schedule: str | None = Field(
+        None, description="cron (UTC): render a CronJob running `ctloop labels push --file push_file`")
+    push_file: str | None = Field(None, description="label file (fsspec URI) the rendered CronJob pushes")
 
     @field_validator("max_delay")
     @classmethod
@@ -344,6 +361,22 @@ class LabelsConfig(_Section):
         if not DURATION_RE.match(value):
             raise ValueError(f"{value!r} is not a duration (e.g. 30d, 12h)")
         return value
+
+    @field_validator("push_schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"{value!r} is not a valid cron expression (e.g. '0 4 * * *')")
+        return value
+
+    @model_validator(mode="after")
+    def _push_file(self) -> LabelsConfig:
+        if self.push_schedule is not None and not self.push_file:
+            raise ValueError("push_schedule needs push_file (the label file the CronJob pushes)")
+        return self
 
 
 class PerformanceConfig(_Section):
@@ -548,6 +581,46 @@ class DeployConfig(_Section):
         return value
 
 
+FEATURE_TRANSFORMS = ("log1p", "ratio", "clip", "bucketize", "one_hot_top_k", "date_part", "is_missing")
+
+
+class FeatureSpec(_Section):
+    """One derived feature: a named transform from a small, safe vocabulary over existing columns
+    (no user code is evaluated). ``ctloop.features.apply`` computes it the same way in the pipeline's
+    features step, the trainers, the model server, the watcher and the backtest."""
+
+    name: str = Field(min_length=1, description="name of the derived column (must not clash with a column)")
+    transform: Literal["log1p", "ratio", "clip", "bucketize", "one_hot_top_k", "date_part", "is_missing"] = Field(
+        description="log1p | ratio | clip | bucketize | one_hot_top_k | date_part | is_missing")
+    column: str | None = Field(None, description="input column (every transform but ratio)")
+    numerator: str | None = Field(None, description="ratio: numerator column")
+    denominator: str | None = Field(None, description="ratio: denominator column (0 gives missing)")
+    min: float | None = Field(None, description="clip: lower bound")
+    max: float | None = Field(None, description="clip: upper bound")
+    boundaries: list[float] | None = Field(None, description="bucketize: increasing bucket boundaries")
+    k: int | None = Field(None, ge=1, le=100, description="one_hot_top_k: number of most frequent categories")
+    part: Literal["year", "month", "day", "dayofweek", "dayofyear", "hour"] | None = Field(
+        None, description="date_part: which part of a date/time column")
+
+    @model_validator(mode="after")
+    def _complete(self) -> FeatureSpec:
+        need = {"ratio": ("numerator", "denominator"), "bucketize": ("column", "boundaries"),
+                "one_hot_top_k": ("column", "k"), "date_part": ("column", "part")}.get(self.transform, ("column",))
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"transform {self.transform!r} needs {', '.join(missing)}")
+        if self.transform == "clip" and self.min is None and self.max is None:
+            raise ValueError("transform 'clip' needs min, max or both")
+        if self.boundaries is not None and any(b >= a for a, b in zip(self.boundaries[1:], self.boundaries,
+                                                                         strict=False)):
+            raise ValueError("boundaries must be strictly increasing")
+        return self
+
+    def inputs(self) -> list[str]:
+        """The columns this feature reads."""
+        return [c for c in (self.column, self.numerator, self.denominator) if c is not None]
+
+
 class ProjectConfig(_Section):
     """The whole ``ctloop.yaml``."""
 
@@ -565,6 +638,7 @@ class ProjectConfig(_Section):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    features: list[FeatureSpec] = Field(default_factory=list, description="derived features (features step)")
 
     @field_validator("name")
     @classmethod
@@ -619,6 +693,12 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         sec = out.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(key), str):
             sec[key] = _resolve(sec[key], base)
+    mon = out.setdefault("monitoring", {})
+    if isinstance(mon, dict):
+        lab = mon.setdefault("labels", {})
+        if isinstance(lab, dict):
+            lab["store"] = _resolve(lab["store"] if isinstance(lab.get("store"), str) else "state/predictions.sqlite",
+                                    base)
     if isinstance(out.get("schema"), str):
         out["schema"] = {"path": _resolve(out["schema"], base)}
     defaults = {"schema": ("path", "schema.yaml"), "registry": ("uri", "registry"),

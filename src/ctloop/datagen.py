@@ -1,6 +1,10 @@
 """Deterministic synthetic tabular stream with optional covariate shift and concept drift.
 
-Each day is one partition ``date=YYYY-MM-DD/part-0.parquet`` holding features and the binary label.
+Pure concept drift (``DriftSpec.concept_start``) changes only P(label | inputs): the inputs are drawn
+exactly as on a stable stream (same random draws), so every input-drift score stays flat.
+
+Each day is one partition ``date=YYYY-MM-DD/part-0.parquet`` holding a row id (``YYYYMMDD-N``, unique
+across the stream), the features and the binary label.
 A day's rows depend only on (seed, date, drift settings), so regenerating a range reproduces it.
 """
 
@@ -31,6 +35,7 @@ CATEGORICAL = {
     "channel": (["web", "mobile", "branch"], [0.45, 0.4, 0.15]),
 }
 TARGET = "label"
+ID = "id"
 
 
 @dataclass(frozen=True)
@@ -41,12 +46,22 @@ class DriftSpec:
     covariate: float = 1.0
     concept: float = 1.0
     ramp_days: int = 1
+    concept_start: dt.date | None = None
+    concept_shift: float = 1.0
 
     def strength(self, day: dt.date) -> float:
         """Drift strength on ``day`` in [0, 1] (0 before the start, ramping to 1)."""
-        if self.start is None or day < self.start:
-            return 0.0
-        return min(1.0, ((day - self.start).days + 1) / max(1, self.ramp_days))
+        return _ramp(self.start, self.ramp_days, day)
+
+    def concept_strength(self, day: dt.date) -> float:
+        """Pure concept drift on ``day`` in [0, 1]: how far P(label | inputs) has moved to the new rule."""
+        return self.concept_shift * _ramp(self.concept_start, self.ramp_days, day)
+
+
+def _ramp(start: dt.date | None, ramp_days: int, day: dt.date) -> float:
+    if start is None or day < start:
+        return 0.0
+    return min(1.0, ((day - start).days + 1) / max(1, ramp_days))
 
 
 def _day_rng(seed: int, day: dt.date) -> np.random.Generator:
@@ -54,7 +69,24 @@ def _day_rng(seed: int, day: dt.date) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = None) -> pd.DataFrame:
+def concept_logit(
+    credit: np.ndarray, login: np.ndarray, tenure: np.ndarray, txn: np.ndarray, cats: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The label's log-odds after pure concept drift: the same inputs, a different rule (credit score and
+    activity now point the other way, region and transaction count start to matter)."""
+    return 1.8 * (
+        -0.3
+        + 0.8 * (credit - 680) / 60
+        - 0.6 * (login - 8) / 8
+        + 1.0 * (txn - 20) / 8
+        + 0.2 * (tenure - 36) / 30
+        + 0.9 * (cats["region"] == "west")
+        - 0.6 * (cats["plan"] == "basic")
+    )
+
+
+def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = None,
+                 id_column: str = ID) -> pd.DataFrame:
     """Generate one day of labelled rows.
 
     Args:
@@ -62,6 +94,7 @@ def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = N
         rows: Number of rows.
         seed: Stream seed.
         drift: Drift settings; ``None`` for a stable stream.
+        id_column: Name of the row id column (``data.id_column``).
     """
     drift = drift or DriftSpec()
     s = drift.strength(day)
@@ -96,9 +129,13 @@ def generate_day(day: dt.date, rows: int, seed: int, drift: DriftSpec | None = N
         - 0.3 * (cats["channel"] == "branch")
         + con * (1.6 * (txn - 20) / 8 + 1.2 * (cats["region"] == "west") - 1.2 * (login - 8) / 8)
     )
+    pure = drift.concept_strength(day)
+    if pure:
+        z = (1 - pure) * z + pure * concept_logit(credit, login, tenure, txn, cats)
     label = (rng.random(n) < 1 / (1 + np.exp(-z))).astype("int64")
     df = pd.DataFrame(
         {
+            id_column: pd.Series([f"{day:%Y%m%d}-{i}" for i in range(n)], dtype="string"),
             "age": age.round(1),
             "income": income.round(2),
             "tenure_months": tenure.round(1),
@@ -124,6 +161,7 @@ def write_stream(
     seed: int,
     rows_per_day: int = 500,
     drift: DriftSpec | None = None,
+    id_column: str = ID,
 ) -> list[Path]:
     """Write ``days`` daily partitions under ``out`` and return the files written."""
     root = Path(out)
@@ -134,7 +172,7 @@ def write_stream(
         part.mkdir(parents=True, exist_ok=True)
         path = part / "part-0.parquet"
         tmp = part / ".part-0.parquet.tmp"
-        generate_day(day, rows_per_day, seed, drift).to_parquet(tmp, index=False)
+        generate_day(day, rows_per_day, seed, drift, id_column).to_parquet(tmp, index=False)
         tmp.replace(path)
         written.append(path)
     return written

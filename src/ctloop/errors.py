@@ -73,3 +73,23 @@ class TrainingInterrupted(ModelError):
 
 class DemoError(CtloopError, RuntimeError):
     """``ctloop demo``: a process did not start, or the loop did not close in time (see the named log)."""
+
+
+class RegistryStoreError(RegistryError, ConfigError):
+    """``registry.uri`` names a store the registry cannot keep consistent (no conditional writes)."""
+
+    exit_code = 2
+
+
+class StoreError(CtloopError, RuntimeError):
+    """The prediction store cannot be opened, read or written (nothing of the failed batch is recorded)."""
+
+
+class LabelError(CtloopError, ValueError):
+    """A batch of labels is malformed (the message names the row index); nothing of it is recorded."""
+
+    exit_code = 3
+
+
+class FastPathError(ModelError):
+    """A model cannot be compiled to the fast inference path (it is served on the reference path)."""

@@ -93,6 +93,7 @@ class Decision:
     recent_metrics: dict[str, float] = field(default_factory=dict)
     champion: ChampionEval | None = None
     slices: list[dict[str, Any]] = field(default_factory=list)
+    fast_path: dict[str, Any] | None = None
 
     @property
     def failed(self) -> list[Check]:
@@ -110,6 +111,7 @@ class Decision:
             "recent_metrics": self.recent_metrics,
             "champion": asdict(self.champion) if self.champion else None,
             "slices": self.slices,
+            "fast_path": self.fast_path,
         }
 
     def kfp_metrics(self) -> dict[str, float]:
@@ -167,6 +169,7 @@ def decision_from_dict(doc: dict[str, Any]) -> Decision:
         recent_metrics=dict(doc.get("recent_metrics", {})),
         champion=ChampionEval(**champ) if champ else None,
         slices=list(doc.get("slices", [])),
+        fast_path=doc.get("fast_path"),
     )
 
 
@@ -278,6 +281,40 @@ def infra_check(model_dir: str | Path, sample: pd.DataFrame, cfg: InfraCheckConf
                  f"the saved artifact loads through ctloop.model.load_model and predicts {n} sample rows")
 
 
+def fast_path_check(model_dir: str | Path, model: LoadedModel, test: pd.DataFrame,
+                    cfg: InfraCheckConfig) -> dict[str, Any]:
+    """Run the compiled path and the reference path on the holdout; say whether the fast path may serve.
+
+    Never fails the gate: a model without a usable fast path is registered and served on the reference
+    path, and the returned verdict (recorded in the decision) says why.
+    """
+    from ctloop.fastpath.artifact import fast_path_status, load_fast, max_delta
+
+    status = fast_path_status(model_dir)
+    verdict: dict[str, Any] = {"serve": False, "status": status.get("status"), "max_abs_delta": None,
+                               "tolerance": cfg.max_fast_path_delta, "rows": int(len(test))}
+    if status.get("status") != "ok":
+        verdict["reason"] = (f"no compiled artifact ({status.get('status')}: {status.get('reason', '')}); "
+                             "the model is served on the reference path")
+        return verdict
+    try:
+        fast = load_fast(model_dir, model.manifest)
+        assert fast is not None
+        delta = max_delta(model, fast, test[model.features])
+    except Exception as exc:  # a broken fast path leaves the reference path, it does not fail the gate
+        verdict["reason"] = f"compiled artifact failed ({type(exc).__name__}: {exc}); served on the reference path"
+        return verdict
+    verdict["max_abs_delta"] = delta
+    if not delta <= cfg.max_fast_path_delta:
+        verdict["reason"] = (f"compiled path differs from the reference by max |dP| {delta:.3g} > "
+                             f"{cfg.max_fast_path_delta:g} on {len(test)} holdout rows; served on the reference path")
+        return verdict
+    verdict["serve"] = True
+    verdict["reason"] = (f"compiled path ({status.get('kind')}) agrees with the reference: max |dP| {delta:.2g} "
+                         f"<= {cfg.max_fast_path_delta:g} on {len(test)} holdout rows")
+    return verdict
+
+
 # -- the decision ----------------------------------------------------------
 def decide(
     metrics: dict[str, float],
@@ -346,9 +383,15 @@ def run_gate(
     elif champion is not None and gate.beat_champion is not None:
         champ = evaluate_champion(champion[0], champion[1], test, recent, target)
     extra, notes, table = slice_checks(model, test, target, gate.slices)
+    fast = None
     if gate.infra.enabled:
         features = [c for c in model.features if c in test.columns]
         extra.append(infra_check(model_dir, test[features], gate.infra))
+        if len(features) == len(model.features):
+            fast = fast_path_check(model_dir, model, test, gate.infra)
+            notes.append(f"fast path: {fast['reason']}")
     if recent.empty:
         notes.append("the recent slice is empty (no holdout rows in the newest data.recent_days days)")
-    return decide(metrics, gate, recent_metrics, champ, extra, notes, table)
+    decision = decide(metrics, gate, recent_metrics, champ, extra, notes, table)
+    decision.fast_path = fast
+    return decision

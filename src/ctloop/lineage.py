@@ -10,7 +10,7 @@ from typing import Any
 
 from ctloop.errors import ConfigError
 
-TRIGGER_CAUSES = ("manual", "schedule", "volume", "drift", "alert")
+TRIGGER_CAUSES = ("manual", "schedule", "volume", "drift", "alert", "performance")
 
 
 def parse_trigger(trigger_json: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ is exactly what is served.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,22 @@ class LoadedModel:
     manifest: dict[str, Any]
     predictor: Any
 
+    @functools.cached_property
+    def _features(self) -> tuple[list[Any], dict[str, list[str]]]:
+        from ctloop.features import from_doc
+
+        return from_doc(self.manifest.get("features"))
+
+    @property
+    def derived_features(self) -> list[str]:
+        """Columns the model computes from its inputs with the declared features (``ctloop.features``)."""
+        return list((self.manifest.get("features") or {}).get("outputs", []))
+
     @property
     def numeric_features(self) -> list[str]:
-        """Numeric input columns."""
-        return list(self.manifest["numeric_features"])
+        """Numeric input columns (what a request carries; derived features excluded)."""
+        derived = set(self.derived_features)
+        return [c for c in self.manifest["numeric_features"] if c not in derived]
 
     @property
     def categorical_features(self) -> list[str]:
@@ -49,8 +62,13 @@ class LoadedModel:
         return self.numeric_features + self.categorical_features
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Select and type the model's input columns."""
-        return prepare_frame(frame, self.numeric_features, self.categorical_features)
+        """Compute the declared features, then select and type the columns the fitted model takes."""
+        specs, state = self._features
+        if specs:
+            from ctloop.features import apply
+
+            frame = apply(frame, specs, state)
+        return prepare_frame(frame, list(self.manifest["numeric_features"]), self.categorical_features)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class per row."""

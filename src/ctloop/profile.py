@@ -16,6 +16,10 @@ A categorical feature's last count is the OTHER bucket (values outside the vocab
 Optional fields (absent in older files, ``None`` when unknown): ``duplicate_share`` (share of rows
 that repeat an earlier row, all columns but ``date``). Readers must ignore fields they do not know
 only by upgrading the format; v1 stays readable by every v1 reader.
+
+Format ``ctloop-profile/v2`` adds ``calibration``: the probability calibration fitted on the holdout at
+training time (:class:`ctloop.quality.calibration.Calibration`; ``None`` until the pipeline fits it).
+Both formats load; saving writes v2 (a v1 file loads with ``calibration = None``).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from ctloop.errors import ModelError
+from ctloop.quality.calibration import Calibration
 
-PROFILE_FORMAT: Literal["ctloop-profile/v1"] = "ctloop-profile/v1"
+PROFILE_FORMAT: Literal["ctloop-profile/v2"] = "ctloop-profile/v2"
+PROFILE_FORMATS = ("ctloop-profile/v1", "ctloop-profile/v2")
 PROFILE_FILE = "profile.json"
 OTHER = "__other__"
 
@@ -63,20 +69,21 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["ctloop-profile/v1"] = PROFILE_FORMAT
+    format: Literal["ctloop-profile/v1", "ctloop-profile/v2"] = PROFILE_FORMAT
     rows: int
     target: str
     label_balance: dict[str, float]
     numeric: dict[str, NumericProfile]
     categorical: dict[str, CategoricalProfile]
     duplicate_share: float | None = None
+    calibration: Calibration | None = None
 
     def save(self, path: str | Path) -> Path:
-        """Write as JSON (a file, or ``profile.json`` inside a folder)."""
+        """Write as JSON in the current format (a file, or ``profile.json`` inside a folder)."""
         p = Path(path)
         if p.is_dir():
             p = p / PROFILE_FILE
-        p.write_text(self.model_dump_json(indent=1))
+        p.write_text(self.model_copy(update={"format": PROFILE_FORMAT}).model_dump_json(indent=1))
         return p
 
     @classmethod
@@ -265,5 +272,11 @@ def compute_profile(
         shares = frame[target].value_counts(normalize=True)
         balance = {str(k): float(v) for k, v in shares.items()}
     return Profile(rows=len(frame), target=target, label_balance=balance, numeric=nums, categorical=cats,
-                   duplicate_share=duplicate_share(frame) if duplicates else None)
+                   duplicate_share=_feature_duplicates(frame, numeric, categorical, target) if duplicates else None)
+
+
+def _feature_duplicates(frame: pd.DataFrame, numeric: list[str], categorical: list[str], target: str) -> float:
+    """Duplicate share over the features and the label only: a row id (unique by design) never counts."""
+    keep = {*numeric, *categorical, target}
+    return duplicate_share(frame, exclude=tuple(c for c in frame.columns if c not in keep))
 

@@ -18,9 +18,15 @@ Crash safety:
   crash at any point the aliases are either all before or all after the promotion.
 
 On local storage alias transactions hold an ``flock`` (released by the kernel when a process dies). On
-object stores (``s3://``, ``gs://``) each document is a single atomic PUT, and the trigger policy's
-"one run per model at a time" is the writer exclusion; version claims there are not race-free between
-simultaneous writers.
+object stores the same protocol runs on conditional writes (:mod:`ctloop.registry_cas`): a version
+number is claimed by creating ``versions/<n>/.claim`` only if absent (S3 ``If-None-Match: *``, GCS
+``ifGenerationMatch=0``); the pending record is created only if absent (one transaction at a time) and
+names the alias documents it expects (``base``); each alias document is replaced only if unchanged
+(S3 ``If-Match``, GCS generation), so a transaction whose base went stale is dropped, never applied.
+A store without conditional writes is refused unless ``registry.single_writer`` is set.
+
+A deploy claims a promotion first: the pending record carries an ``intent`` that readers do not roll
+forward; the deploy delivers, then commits (the intent is cleared and the aliases move) or aborts it.
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ import datetime as dt
 import hashlib
 import json
 import os
+import random
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +50,7 @@ from typing import Any
 import fsspec
 
 from ctloop.errors import RegistryError, VersionNotFoundError
+from ctloop.registry_cas import cas_store
 
 ALIASES = ("champion", "previous")
 PENDING = ".pending.json"
@@ -86,7 +95,7 @@ def tree_digest(folder: str | Path) -> str:
 class Registry:
     """A filesystem registry for one model name."""
 
-    def __init__(self, uri: str, model_name: str) -> None:
+    def __init__(self, uri: str, model_name: str, single_writer: bool = False) -> None:
         try:
             self.fs, root = fsspec.core.url_to_fs(uri)
         except (ImportError, ValueError) as exc:
@@ -98,6 +107,7 @@ class Registry:
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self._local = "file" in protocols or "local" in protocols
         self._lock_depth = 0
+        self.cas = cas_store(self.fs, uri, single_writer)
 
     # -- low-level helpers -------------------------------------------------
     def _p(self, *parts: str | int) -> str:
@@ -176,6 +186,7 @@ class Registry:
     def versions(self) -> list[int]:
         """Numbers of every complete (visible) version, ascending."""
         base = self._p("versions")
+        self._fresh()
         try:
             if not self.fs.exists(base):
                 if self.fs.exists(self.root) and not self.fs.isdir(self.root):
@@ -191,12 +202,21 @@ class Registry:
             raise RegistryError(f"{self._where()}: unreachable ({exc})") from exc
         return sorted(out)
 
+    def _fresh(self) -> None:
+        """Forget cached listings (object-store filesystems cache them per process)."""
+        if not self._local:
+            self.fs.invalidate_cache()
+
     def _claim(self) -> int:
         base = self._p("versions")
+        self._fresh()
         try:
             self.fs.makedirs(base, exist_ok=True)
-            taken = [int(n) for e in self.fs.ls(base, detail=False)
-                     if (n := e.rstrip("/").rsplit("/", 1)[-1]).isdigit()]
+            try:
+                listing = self.fs.ls(base, detail=False)
+            except FileNotFoundError:  # an object store has no empty folders
+                listing = []
+            taken = [int(n) for e in listing if (n := e.rstrip("/").rsplit("/", 1)[-1]).isdigit()]
         except OSError as exc:
             raise RegistryError(f"{self._where()}: cannot create {base} ({exc}); check the registry URI "
                                 f"and permissions") from exc
@@ -206,10 +226,8 @@ class Registry:
             try:
                 if self._local:
                     os.mkdir(path)  # exclusive: fails if another writer claimed n
-                else:
-                    if self.fs.exists(path):
-                        raise FileExistsError(path)
-                    self.fs.pipe_file(f"{path}/.claim", uuid.uuid4().hex.encode())
+                elif not self.cas.create(f"{path}/.claim", uuid.uuid4().hex.encode()):
+                    raise FileExistsError(path)  # conditional create: another writer claimed n
                 return n
             except FileExistsError:
                 n += 1
@@ -299,27 +317,76 @@ class Registry:
     def _alias_path(self, name: str) -> str:
         return self._p("aliases", f"{name}.json")
 
-    def _recover(self) -> None:
-        """Roll a pending alias transaction forward (call with the lock held)."""
+    def _pending_path(self) -> str:
+        return self._p("aliases", PENDING)
+
+    def _read_doc(self, path: str) -> tuple[dict[str, Any], str] | None:
+        """A JSON document with its write token (ETag, generation or content hash), or ``None``."""
         try:
-            pending = self._read_json(self._p("aliases", PENDING))
-        except FileNotFoundError:
-            return
-        for name, doc in sorted(pending.get("aliases", {}).items()):
-            self._write_atomic(self._alias_path(name), _dumps(doc))
+            got = self.cas.read(path)
+        except OSError as exc:
+            raise RegistryError(f"{path}: {self._where()} unreachable ({exc})") from exc
+        if got is None:
+            return None
+        raw, token = got
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"{path}: corrupt registry document ({exc}); restore it from a backup "
+                                f"or remove it") from exc
+        if not isinstance(doc, dict):
+            raise RegistryError(f"{path}: corrupt registry document (expected a JSON object)")
+        return doc, token
+
+    @staticmethod
+    def _ident(doc: dict[str, Any] | None) -> str | None:
+        """What identifies one write of an alias document (its id, else its content)."""
+        if doc is None:
+            return None
+        return str(doc.get("id") or hashlib.sha256(_dumps(doc)).hexdigest())
+
+    def _apply(self, pending: dict[str, Any]) -> bool:
+        """Move the aliases to the pending record's target; False when its base went stale."""
+        base = pending.get("base")
+        for name, target in sorted(pending.get("aliases", {}).items()):  # champion before previous
+            path = self._alias_path(name)
+            if not isinstance(base, dict):  # a record written before conditional writes: roll forward
+                self._write_atomic(path, _dumps(target))
+                continue
+            for _ in range(20):
+                cur = self._read_doc(path)
+                ident = self._ident(cur[0] if cur else None)
+                if ident == self._ident(target):
+                    break  # already applied (by us or by another reader)
+                if ident != base.get(name):
+                    return False  # the aliases moved since the record was written: drop it
+                data = _dumps(target)
+                if self.cas.create(path, data) if cur is None else self.cas.replace(path, data, cur[1]):
+                    break
+            else:
+                raise RegistryError(f"{path}: alias document keeps changing; retry")
         event = pending.get("event")
         if isinstance(event, dict):
             self._write_atomic(self._p("events", f"{event['at']}-{event['id']}.json"), _dumps(event))
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._p("aliases", PENDING))
+        return True
+
+    def _recover(self) -> None:
+        """Roll a pending alias transaction forward, or drop it when stale (call with the lock held).
+
+        A pending record that carries a deploy ``intent`` is left alone: its deploy commits or aborts it.
+        """
+        got = self._read_doc(self._pending_path())
+        if got is None or got[0].get("intent"):
+            return
+        pending, token = got
+        self._apply(pending)
+        self.cas.delete(self._pending_path(), token)  # False: another reader finished it first
 
     def _recover_if_pending(self) -> None:
-        try:
-            if self.fs.exists(self._p("aliases", PENDING)):
-                with self._locked():
-                    self._recover()
-        except OSError as exc:
-            raise RegistryError(f"{self._where()}: unreachable ({exc})") from exc
+        got = self._read_doc(self._pending_path())
+        if got is not None and not got[0].get("intent"):
+            with self._locked():
+                self._recover()
 
     def alias_doc(self, name: str) -> dict[str, Any] | None:
         """The full alias document, or ``None``."""
@@ -343,19 +410,78 @@ class Registry:
         return {"alias": name, "model_name": self.name, "version": version, "updated_at": _now(),
                 "reason": reason, "id": uuid.uuid4().hex, **extra}
 
-    def _transact(self, aliases: dict[str, dict[str, Any]], event: dict[str, Any]) -> None:
-        """Apply several alias documents as one crash-safe transaction (lock held by the caller)."""
-        self._write_atomic(self._p("aliases", PENDING), _dumps({"aliases": aliases, "event": event}))
-        self._recover()
+    def _state(self) -> tuple[dict[str, int | None], dict[str, str | None]]:
+        """Current alias versions and the identity of each alias document (the transaction base)."""
+        versions: dict[str, int | None] = {}
+        base: dict[str, str | None] = {}
+        for name in ALIASES:
+            cur = self._read_doc(self._alias_path(name))
+            doc = cur[0] if cur else None
+            v = doc.get("version") if doc else None
+            if doc is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise RegistryError(f"{self._alias_path(name)}: corrupt alias document (no integer version)")
+            versions[name] = v
+            base[name] = self._ident(doc)
+        return versions, base
+
+    def _applied(self, aliases: dict[str, dict[str, Any]]) -> bool:
+        for name, target in aliases.items():
+            cur = self._read_doc(self._alias_path(name))
+            if self._ident(cur[0] if cur else None) != self._ident(target):
+                return False
+        return True
+
+    def _busy(self) -> RegistryError | None:
+        """An error naming the deploy whose promotion claim is in flight, if one is."""
+        got = self._read_doc(self._pending_path())
+        if got is None or not got[0].get("intent"):
+            return None
+        intent = got[0]["intent"]
+        return RegistryError(f"{self._where()}: a deploy of v{intent.get('version')} claimed the promotion at "
+                             f"{intent.get('at')} and has not finished; retry after it, or run "
+                             f"`ctloop registry recover` if that deploy died")
+
+    def _transaction(self, plan: Any, intent: dict[str, Any] | None = None) -> Any:
+        """Run ``plan(versions) -> (aliases, event, result)`` as a compare-and-swap transaction.
+
+        ``plan`` sees the current aliases and raises to refuse; a transaction that loses a race is
+        re-planned on the new state. With ``intent`` the record is left as a deploy claim (not applied).
+        """
+        with self._locked():
+            for attempt in range(50):
+                self._recover()
+                busy = self._busy()
+                if busy is not None:
+                    raise busy
+                versions, base = self._state()
+                aliases, event, result = plan(versions)
+                if not aliases:
+                    return result
+                doc: dict[str, Any] = {"aliases": aliases, "event": event, "base": base}
+                if intent is not None:
+                    doc["intent"] = {**intent, "at": _now(), "id": uuid.uuid4().hex}
+                    for target in aliases.values():
+                        target["claim"] = doc["intent"]["id"]
+                if self.cas.create(self._pending_path(), _dumps(doc)):
+                    if intent is not None:
+                        if self._state()[1] == base:
+                            return result, doc["intent"]["id"]
+                        self._drop_intent(doc["intent"]["id"])  # the aliases moved before our claim landed
+                    else:
+                        self._recover()
+                        if self._applied(aliases):
+                            return result
+                time.sleep(random.uniform(0.005, 0.02) * min(attempt + 1, 10))
+            raise RegistryError(f"{self._where()}: too many concurrent alias changes; nothing changed, retry")
 
     def set_alias(self, name: str, version: int, reason: str = "") -> None:
         """Point ``name`` at ``version`` (atomically)."""
-        with self._locked():
-            self._recover()
+        def plan(_cur: dict[str, int | None]) -> tuple[Any, Any, None]:
             self._require_visible(version)
-            body = self._alias_body(name, version, reason)
-            event = self._event("set_alias", version, reason, alias=name)
-            self._transact({name: body}, event)
+            return ({name: self._alias_body(name, version, reason)},
+                    self._event("set_alias", version, reason, alias=name), None)
+
+        self._transaction(plan)
 
     def _require_visible(self, version: int) -> ModelVersion:
         if version not in self.versions():
@@ -366,6 +492,30 @@ class Registry:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         return {"action": action, "version": version, "reason": reason, "at": stamp,
                 "id": uuid.uuid4().hex[:12], "user": _user(), **extra}
+
+    def _promote_plan(self, version: int, reason: str, force: bool, expected_champion: Any) -> Any:
+        def plan(cur: dict[str, int | None]) -> tuple[Any, Any, int | None]:
+            mv = self._require_visible(version)
+            old = cur["champion"]
+            if expected_champion is not _UNSET and old != expected_champion:
+                raise RegistryError(f"{self._where()}: champion is v{old}, not v{expected_champion} as "
+                                    f"expected; v{version} was not promoted (re-evaluate it against v{old})")
+            if old == version:
+                return {}, None, old
+            gate = mv.gate_passed
+            if gate is False and not force:
+                raise RegistryError(f"{self._where()}: v{version} failed its evaluation gate; promote it "
+                                    f"only with --force and --reason")
+            if force and not reason.strip():
+                raise RegistryError("a forced promotion needs a reason (--reason TEXT)")
+            aliases = {"champion": self._alias_body("champion", version, reason, forced=force,
+                                                    gate_passed=gate, replaced=old)}
+            if old is not None:
+                aliases["previous"] = self._alias_body("previous", old, f"replaced by v{version}")
+            return aliases, self._event("promote", version, reason, forced=force, gate_passed=gate,
+                                        replaced=old), old
+
+        return plan
 
     def promote(self, version: int, reason: str = "", force: bool = False,
                 expected_champion: int | None = _UNSET) -> int | None:
@@ -380,30 +530,11 @@ class Registry:
 
         Raises:
             VersionNotFoundError: ``version`` is not a visible version.
-            RegistryError: Gate failed without ``force``/reason, or the champion moved meanwhile.
+            RegistryError: Gate failed without ``force``/reason, the champion moved meanwhile, or a
+                deploy's promotion claim is in flight.
         """
-        with self._locked():
-            self._recover()
-            mv = self._require_visible(version)
-            old = self.alias("champion")
-            if expected_champion is not _UNSET and old != expected_champion:
-                raise RegistryError(f"{self._where()}: champion is v{old}, not v{expected_champion} as "
-                                    f"expected; v{version} was not promoted (re-evaluate it against v{old})")
-            if old == version:
-                return old
-            gate = mv.gate_passed
-            if gate is False and not force:
-                raise RegistryError(f"{self._where()}: v{version} failed its evaluation gate; promote it "
-                                    f"only with --force and --reason")
-            if force and not reason.strip():
-                raise RegistryError("a forced promotion needs a reason (--reason TEXT)")
-            aliases = {"champion": self._alias_body("champion", version, reason, forced=force,
-                                                    gate_passed=gate, replaced=old)}
-            if old is not None:
-                aliases["previous"] = self._alias_body("previous", old, f"replaced by v{version}")
-            self._transact(aliases, self._event("promote", version, reason, forced=force,
-                                                gate_passed=gate, replaced=old))
-            return old
+        old: int | None = self._transaction(self._promote_plan(version, reason, force, expected_champion))
+        return old
 
     def rollback(self, reason: str = "") -> tuple[int, int]:
         """Swap ``champion`` and ``previous``: the previous champion serves again.
@@ -413,9 +544,8 @@ class Registry:
         Raises:
             RegistryError: When there is no champion or no previous version.
         """
-        with self._locked():
-            self._recover()
-            champion, previous = self.alias("champion"), self.alias("previous")
+        def plan(cur: dict[str, int | None]) -> tuple[Any, Any, tuple[int, int]]:
+            champion, previous = cur["champion"], cur["previous"]
             if champion is None or previous is None:
                 raise RegistryError(f"{self._where()}: nothing to roll back to (champion={champion}, "
                                     f"previous={previous})")
@@ -426,14 +556,70 @@ class Registry:
                                              replaced=champion),
                 "previous": self._alias_body("previous", champion, f"rolled back in favour of v{previous}"),
             }
-            self._transact(aliases, self._event("rollback", previous, why, replaced=champion))
-            return previous, champion
+            return aliases, self._event("rollback", previous, why, replaced=champion), (previous, champion)
+
+        result: tuple[int, int] = self._transaction(plan)
+        return result
+
+    # -- deploy claims (promotion intents) --------------------------------------
+    def claim_promotion(self, version: int, reason: str, expected_champion: int | None,
+                        intent: dict[str, Any]) -> tuple[str | None, int | None]:
+        """Claim the promotion of ``version`` before delivering it.
+
+        Returns:
+            ``(claim id, current champion)``; the claim id is ``None`` when ``version`` already is the
+            champion (nothing to claim).
+
+        Raises:
+            RegistryError: The champion is not ``expected_champion`` (the claim is lost; deliver
+                nothing), or another claim is in flight.
+        """
+        out = self._transaction(self._promote_plan(version, reason, False, expected_champion),
+                                intent={**intent, "version": version})
+        if isinstance(out, tuple):
+            return out[1], out[0]
+        return None, out
+
+    def pending_intent(self) -> dict[str, Any] | None:
+        """The promotion claim in flight (its ``intent`` plus target ``aliases``), or ``None``."""
+        got = self._read_doc(self._pending_path())
+        return got[0] if got and got[0].get("intent") else None
+
+    def _drop_intent(self, claim_id: str) -> bool:
+        got = self._read_doc(self._pending_path())
+        if got is None or (got[0].get("intent") or {}).get("id") != claim_id:
+            return False
+        return self.cas.delete(self._pending_path(), got[1])
+
+    def abort_promotion(self, claim_id: str) -> bool:
+        """Withdraw a claim (delivery failed): the aliases stay as they were. False if not found."""
+        with self._locked():
+            return self._drop_intent(claim_id)
+
+    def commit_promotion(self, claim_id: str) -> bool:
+        """Move the aliases as claimed (after delivery). False when the claim is gone (aborted)."""
+        with self._locked():
+            got = self._read_doc(self._pending_path())
+            if got is not None and (got[0].get("intent") or {}).get("id") == claim_id:
+                pending, token = got
+                target = pending["aliases"]
+                committed = {k: v for k, v in pending.items() if k != "intent"}
+                if self.cas.replace(self._pending_path(), _dumps(committed), token):
+                    self._recover()
+                    return self._applied(target)
+            return self._committed(claim_id)
+
+    def _committed(self, claim_id: str) -> bool:
+        """Whether the champion document was written by the commit of claim ``claim_id``."""
+        got = self._read_doc(self._alias_path("champion"))
+        return bool(got and got[0].get("claim") == claim_id)
 
     # -- history, lineage, diff ------------------------------------------------
     def events(self) -> list[dict[str, Any]]:
         """The promotion/rollback audit log, oldest first."""
         self._recover_if_pending()
         base = self._p("events")
+        self._fresh()
         try:
             if not self.fs.exists(base):
                 return []

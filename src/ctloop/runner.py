@@ -24,7 +24,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TASK_START = re.compile(r"Executing task '([\w-]+)'")
 TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
 TASK_SKIP = re.compile(r"Skipping (?:conditional )?task ([\w-]+)")
-STEPS = ("ingest", "validate", "validate-gate", "split", "train", "evaluate", "register", "deploy")
+STEPS = ("ingest", "validate", "validate-gate", "split", "features", "train", "evaluate", "register", "deploy")
 
 EventCallback = Callable[[str, str], None]
 
@@ -34,7 +34,7 @@ class RunResult:
     """The outcome of one pipeline run."""
 
     run_id: str
-    status: str  # succeeded | rejected | data_rejected | config_error | failed
+    status: str  # succeeded | rejected | unchanged | data_rejected | config_error | failed
     promoted: bool = False
     version: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -44,11 +44,16 @@ class RunResult:
     step_seconds: dict[str, float] = field(default_factory=dict)
     log_path: str = ""
     reports: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> {"json"|"html"|...: path}
+    reason: str | None = None  # why the run ended early (``unchanged``)
+    champion: int | None = None  # the champion after the run
+    decision_path: str | None = None  # the gate's decision record
+    model_uri: str | None = None  # the registered version's model folder
 
     @property
     def exit_code(self) -> int:
         """0 ran (promoted or rejected by the gate), 3 data rejected, 2 config error, 1 failure."""
-        return {"succeeded": 0, "rejected": 0, "data_rejected": 3, "config_error": 2}.get(self.status, 1)
+        return {"succeeded": 0, "rejected": 0, "unchanged": 0, "data_rejected": 3,
+                "config_error": 2}.get(self.status, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -118,6 +123,7 @@ def run_local(
     cutoff_date: str = "",
     on_event: EventCallback | None = None,
     run_id: str | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Run the training pipeline with ``kfp.local.SubprocessRunner(use_venv=False)``.
 
@@ -127,19 +133,26 @@ def run_local(
         cutoff_date: Last day of the training window (default: the newest partition).
         on_event: Called with ``(task, state)`` as steps start, finish or are skipped.
         run_id: Run id to use (default: a new one).
+        force: Retrain even when the data window, config and code equal the champion's.
     """
     from kfp import local
 
     from pipelines.training import build_pipeline
 
     run_id = run_id or new_run_id(cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
+    if not force:
+        from ctloop.unchanged import unchanged_reason
+
+        why = unchanged_reason(cfg, cutoff_date)
+        if why is not None:
+            return RunResult(run_id=run_id, status="unchanged", reason=why, champion=reg.alias("champion"))
     root = Path(cfg.kfp.pipeline_root)
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{run_id}.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build_pipeline(cfg.kfp.images.runtime, training=cfg.training)  # kfp.local ignores scheduling
-    reg = Registry(cfg.registry.uri, cfg.name)
     result = RunResult(run_id=run_id, status="failed", log_path=str(log_path))
     t0 = time.perf_counter()
     warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
@@ -155,6 +168,7 @@ def run_local(
                     cutoff_date=cutoff_date,
                 )
             decision = json.loads(Path(task.output.path).read_text())
+            result.decision_path = str(task.output.path)
             result.decision = decision
             result.metrics = decision.get("metrics", {})
             result.status = "succeeded" if decision.get("passed") else "rejected"
@@ -172,4 +186,7 @@ def run_local(
                 result.version = v
                 break
         result.promoted = result.version is not None and reg.alias("champion") == result.version
+    if result.version is not None:
+        result.model_uri = reg.get(result.version).model_uri
+    result.champion = reg.alias("champion")
     return result

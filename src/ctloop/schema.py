@@ -18,11 +18,14 @@ SCHEMA_VERSION = 1
 
 
 class ColumnSpec(BaseModel):
-    """One column: its kind, nullability and allowed values."""
+    """One column: its kind, nullability and allowed values.
+
+    ``dtype: id`` marks the row id (``data.id_column``): checked for presence and nulls, never a feature.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    dtype: Literal["numeric", "integer", "categorical", "binary"]
+    dtype: Literal["numeric", "integer", "categorical", "binary", "id"]
     nullable: bool = False
     min: float | None = None
     max: float | None = None
@@ -64,6 +67,11 @@ class Schema(BaseModel):
     def features(self) -> list[str]:
         """All feature columns."""
         return self.numeric_features + self.categorical_features
+
+    @property
+    def id_columns(self) -> list[str]:
+        """Row id columns (``dtype: id``): never features."""
+        return [c for c, s in self.columns.items() if s.dtype == "id"]
 
 
 def load_schema(path: str | Path) -> Schema:
@@ -128,12 +136,13 @@ def _in_domain(s: pd.Series, domain: list[str]) -> pd.Series:
     return (s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)).isin(domain)
 
 
-def infer_schema(frame: pd.DataFrame, target: str, max_categories: int = 50) -> Schema:
+def infer_schema(frame: pd.DataFrame, target: str, max_categories: int = 50, id_column: str | None = "id") -> Schema:
     """Infer a schema (kinds, nullability, ranges, categorical domains) from a frame.
 
     Numeric columns get their observed ``[min, max]``; categorical columns with at most
     ``max_categories`` distinct values get that domain (more than that: no domain, any value
-    passes). The ``date`` partition column is left out. The result is a draft for a person to review.
+    passes). The ``date`` partition column is left out; ``id_column`` (when present) is marked
+    ``dtype: id``, never a feature. The result is a draft for a person to review.
 
     Raises:
         SchemaError: When the target column is missing or not binary (0/1), or the frame is empty.
@@ -156,6 +165,8 @@ def infer_schema(frame: pd.DataFrame, target: str, max_categories: int = 50) -> 
                 raise SchemaError(f"cannot infer schema: target column {target!r} must hold 0/1 labels, "
                                   f"found {shown}")
             cols[str(name)] = ColumnSpec(dtype="binary", nullable=nullable)
+        elif name == id_column:
+            cols[str(name)] = ColumnSpec(dtype="id", nullable=nullable)
         elif _is_numeric(s):
             kind: Literal["integer", "numeric"] = "integer" if pd.api.types.is_integer_dtype(s) else "numeric"
             finite = s[pd.notna(s)]
@@ -208,7 +219,7 @@ def _pandera_schema(schema: Schema, frame: pd.DataFrame, dtype_ok: set[str]):  #
         elif spec.categories is not None:
             domain = list(spec.categories)
             checks.append(pa.Check(lambda s, d=domain: _in_domain(s, d), name="categories"))
-        columns[name] = pa.Column(checks=checks, nullable=spec.nullable, required=True)
+        columns[name] = pa.Column(checks=checks, nullable=spec.nullable, required=True, unique=spec.dtype == "id")
     return pa.DataFrameSchema(columns, strict=False)
 
 
@@ -237,11 +248,15 @@ def check_frame(frame: pd.DataFrame, schema: Schema) -> list[Finding]:
         if n and s.isna().all():
             findings.append(Finding(c, "all_null", n, [], "error"))
             continue
-        ok = _is_numeric(s) if spec.dtype in ("numeric", "integer", "binary") else _is_categorical(s)
+        if spec.dtype == "id":
+            ok = _is_categorical(s) or pd.api.types.is_integer_dtype(s.dtype)
+        else:
+            ok = _is_numeric(s) if spec.dtype in ("numeric", "integer", "binary") else _is_categorical(s)
         if ok:
             dtype_ok.add(c)
             continue
-        want = "numbers" if spec.dtype in ("numeric", "integer", "binary") else "strings"
+        want = "numbers" if spec.dtype in ("numeric", "integer", "binary") else (
+            "strings or integers" if spec.dtype == "id" else "strings")
         bad = s.dropna()
         if want == "numbers":
             bad = bad[pd.to_numeric(bad, errors="coerce").isna()]

@@ -30,6 +30,7 @@ from ctloop.errors import (
 )
 from ctloop.evaluate import ChampionEval, run_gate
 from ctloop.lineage import code_version, parse_trigger
+from ctloop.quality.training import holdout_calibration, with_calibration
 from ctloop.registry import Registry
 from ctloop.schema import load_schema
 from ctloop.train import train_model
@@ -166,13 +167,42 @@ def split_step(config_json: str | ProjectConfig, dataset_path: str, train_path: 
 
 
 @reports_errors
-def train_step(config_json: str | ProjectConfig, train_path: str, model_dir: str) -> dict[str, Any]:
-    """Fit the configured trainer and save the model folder."""
+def features_step(config_json: str | ProjectConfig, train_path: str, table_path: str, state_path: str,
+                  html_path: str = "") -> dict[str, Any]:
+    """Fit the declared features (``features:``) on the training split; write the feature table, the
+    fitted state and an HTML summary."""
+    from ctloop.feature_step import build_features
+
     t0 = time.perf_counter()
     cfg = _cfg(config_json)
-    schema = load_schema(cfg.schema_.path)
+    return _timed(build_features(cfg, load_schema(cfg.schema_.path), train_path, table_path, state_path,
+                                 html_path), t0)
+
+
+@reports_errors
+def train_step(config_json: str | ProjectConfig, train_path: str, model_dir: str,
+               features_path: str = "") -> dict[str, Any]:
+    """Fit the configured trainer on the feature table and save the model folder; the fitted features
+    (``features_path``, from the features step) go into the model's manifest so serving applies them."""
+    from ctloop.feature_step import with_derived
+
+    t0 = time.perf_counter()
+    cfg = _cfg(config_json)
+    features = json.loads(Path(features_path).read_text()) if features_path else None
+    schema = with_derived(load_schema(cfg.schema_.path), features or {})
     manifest = train_model(cfg.model.trainer, _read(train_path, "train split"), schema, cfg.model.params,
                            cfg.model.seed, model_dir, training=cfg.training, progress=True)
+    if features and features.get("specs"):
+        man_path = Path(model_dir) / "model.json"
+        full = json.loads(man_path.read_text())
+        full["features"] = features
+        if isinstance(full.get("fast_path"), dict) and full["fast_path"].get("status") == "ok":
+            # the compiled path takes the model's columns as given; derived features are computed on the
+            # reference path (ctloop.features.apply), so that one serves
+            (Path(model_dir) / str(full["fast_path"].get("file", "fast.npz"))).unlink(missing_ok=True)
+            full["fast_path"] = {"status": "disabled", "reason": "derived features (features:) are served on "
+                                 "the reference path"}
+        man_path.write_text(json.dumps(full, indent=2, sort_keys=True))
     info: dict[str, Any] = {"trainer": manifest["trainer"], "train_rows": manifest["train_rows"]}
     if manifest.get("history"):  # torch: per-epoch metrics for the KFP Metrics artifact
         info["metrics"] = epoch_metrics(manifest)
@@ -200,7 +230,7 @@ def evaluate_step(config_json: str | ProjectConfig, model_dir: str, test_path: s
     recent = _read(recent_path, "recent slice")
     champion: ChampionEval | tuple[int, Path] | None = None
     if cfg.gate.beat_champion is not None:
-        reg = Registry(cfg.registry.uri, cfg.name)
+        reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
         version = reg.alias("champion")
         if version is not None:
             try:
@@ -208,7 +238,8 @@ def evaluate_step(config_json: str | ProjectConfig, model_dir: str, test_path: s
             except RegistryError as exc:
                 champion = ChampionEval(version, error=str(exc))
     decision = run_gate(cfg.gate, cfg.data.target, model_dir, test, recent, champion)
-    record = {**decision.to_dict(), "markdown": decision.markdown(), "kfp_metrics": decision.kfp_metrics()}
+    record = {**decision.to_dict(), "markdown": decision.markdown(), "kfp_metrics": decision.kfp_metrics(),
+              **holdout_calibration(model_dir, test, cfg.data.target)}
     Path(decision_path).parent.mkdir(parents=True, exist_ok=True)
     Path(decision_path).write_text(json.dumps(record, indent=2, default=float))
     return _timed(record, t0)
@@ -232,7 +263,8 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
     if not decision.get("passed"):
         raise ModelError("register: the gate decision did not pass; nothing registered")
     trigger = parse_trigger(trigger_json)
-    reg = Registry(cfg.registry.uri, cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
+    src = served_model_dir(model_dir, decision)
     compared = decision.get("champion") or {}
     parent = compared.get("version") if compared else reg.alias("champion")
     meta = {
@@ -240,16 +272,32 @@ def register_step(config_json: str | ProjectConfig, model_dir: str, decision_pat
         "trigger": trigger,
         "metrics": decision["metrics"],
         "recent_metrics": decision.get("recent_metrics", {}),
-        "decision": {k: v for k, v in decision.items() if k not in ("markdown", "kfp_metrics")},
+        "decision": {k: v for k, v in decision.items()
+                     if k not in ("markdown", "kfp_metrics", "calibration")},
         "data": data_info,
         "config_hash": cfg.config_hash(),
         "code_version": code_version(),
         "parent": parent,
         "profile": "model/profile.json" if (Path(model_dir) / "profile.json").is_file() else None,
-        "model_manifest": json.loads((Path(model_dir) / "model.json").read_text()),
+        "model_manifest": json.loads((Path(src) / "model.json").read_text()),
     }
-    version = reg.register(model_dir, meta)
+    calibration = decision.get("calibration")
+    if calibration:
+        meta["calibration"] = {k: calibration.get(k) for k in ("method", "rows", "brier_before", "brier_after")}
+    with with_calibration(src, calibration) as staged:
+        version = reg.register(staged, meta)
     return _timed({"version": version, "parent": parent}, t0)
+
+
+def served_model_dir(model_dir: str, decision: dict[str, Any]) -> str | Path:
+    """The folder to register: ``model_dir``, or a copy without its fast path when the gate found it
+    unfit to serve (export failed or disagreed on the holdout); the model itself is registered either way."""
+    from ctloop.fastpath.artifact import fast_path_status, without_fast_path
+
+    verdict = decision.get("fast_path")
+    if isinstance(verdict, dict) and not verdict.get("serve") and fast_path_status(model_dir).get("status") == "ok":
+        return without_fast_path(model_dir, str(verdict.get("reason", "the gate did not clear the fast path")))
+    return model_dir
 
 
 @reports_errors

@@ -11,9 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ctloop.config import TrainingConfig
 from ctloop.errors import ConfigError, DataError
+from ctloop.fastpath.artifact import export_fast_path
 from ctloop.model import prepare_frame, save_model
 from ctloop.profile import compute_profile
 from ctloop.schema import Schema
+
+FAST_PATH_CHECK_ROWS = 2000  # training rows on which the compiled path must agree with the reference
 
 
 class SklearnParams(BaseModel):
@@ -96,6 +99,7 @@ def train_sklearn(
     }
     save_model(pipe, manifest, out_dir)
     compute_profile(train, num, cat, schema.target).save(Path(out_dir))
+    manifest["fast_path"] = export_fast_path(out_dir, train.head(FAST_PATH_CHECK_ROWS))
     return manifest
 
 

@@ -370,7 +370,7 @@ def load_reference(cfg: ProjectConfig) -> tuple[Profile | None, ReferenceInfo]:
     """
     from ctloop.registry import Registry
 
-    reg = Registry(cfg.registry.uri, cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
     try:
         if reg.alias("champion") is None:
             return None, ReferenceInfo(None, None, None, "no champion yet")

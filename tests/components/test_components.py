@@ -49,8 +49,13 @@ def test_components_chain(project: Path, tmp_path: Path) -> None:
     tr, te, rc = art(tmp_path, "train"), art(tmp_path, "test"), art(tmp_path, "recent")
     c.split.python_func(config_json=cj, dataset=ds, train=tr, test=te, recent=rc)
     assert tr.metadata["rows"] + te.metadata["rows"] == 3000 and 0 < rc.metadata["rows"] < te.metadata["rows"]
+    table, state, fhtml = art(tmp_path, "features"), art(tmp_path, "features-state"), art(tmp_path, "features.html")
+    c.features.python_func(config_json=cj, train=tr, table=table, state=state, summary=fhtml)
+    assert table.metadata["rows"] == tr.metadata["rows"] and table.metadata["derived"] == []  # none declared
+    assert "no derived features declared" in Path(fhtml.path).read_text()
     model = art(tmp_path, "model")
-    c.train.python_func(config_json=cj, train=tr, model=model, metrics=art(tmp_path, "train-metrics"))
+    c.train.python_func(config_json=cj, train=table, features=state, model=model,
+                        metrics=art(tmp_path, "train-metrics"))
     assert (Path(model.path) / "model.json").exists()
     metrics, decision, md = art(tmp_path, "metrics"), art(tmp_path, "decision"), art(tmp_path, "md")
     passed = c.evaluate.python_func(config_json=cj, model=model, test=te, recent=rc, metrics=metrics,

@@ -9,6 +9,7 @@ tiny (400 rows a day) so one run takes about a minute on a loaded 2-core machine
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,21 @@ def test_closed_loop_with_real_prometheus_and_alertmanager(tmp_path: Path) -> No
 def test_cli_demo_with_embedded_evaluator_gives_the_same_outcome(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     res = run_cli("demo", "--out", str(out), "--prometheus", "off", "--stable-days", "1", "--days", "4",
-                  "--rows-per-day", "400", timeout=500)
+                  "--rows-per-day", "400", "--concept-days", "2", "--label-delay-days", "1", timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    lines = res.stdout.splitlines()  # stdout is a pipe: each headline fact is one whole line
+    assert any(ln.startswith("champion: v2 (served: v2)") for ln in lines), res.stdout[-3000:]
+    loop = [ln for ln in lines if ln.startswith("closed loop: ")]
+    assert len(loop) == 1 and re.fullmatch(
+        r"closed loop: [\d.]+ s \(alert [\d.]+ s \+ pipeline [\d.]+ s \+ swap [\d.]+ s\)", loop[0]), loop
+    # episode 2: pure concept drift with delayed labels, the performance alert, one retrain
+    from ctloop.demo.concept import ConceptResult
+    from tests.e2e.test_performance_loop import _assert_episode
+
+    _assert_episode(ConceptResult(**json.loads((out / "quality.json").read_text())), "embedded")
+    assert "episode 2 champion: v2" in res.stdout and "realized acc" in res.stdout
+    page = (out / "report-quality.html").read_text()
+    assert "<svg" in page and "realized accuracy (labels)" in page and "estimated accuracy" in page
     assert "champion: v2" in res.stdout and "closed loop" in res.stdout
     doc = json.loads((out / "demo.json").read_text())
     from ctloop.demo.record import DayRecord

@@ -41,16 +41,30 @@ def merge(into: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 class ContractServer:
-    """Answers PATCH requests as the recorded contract says; records what it received."""
+    """Answers PATCH requests as the recorded contract says; records what it received.
+
+    Hand-written addition (not recorded): GET on the same path answers the object as the patches so far
+    left it (for deploy recovery, which reads what the InferenceService serves)."""
 
     def __init__(self, answer: str = "ok") -> None:
         self.answer = answer
         self.requests: list[dict[str, Any]] = []
+        self.current: dict[str, Any] = json.loads(json.dumps(CONTRACT["existing"]))
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.requests.append({"method": "GET", "path": self.path})
+                ok = self.path == CONTRACT["request"]["path"]
+                data = json.dumps(outer.current if ok else CONTRACT["not_found"]).encode()
+                self.send_response(200 if ok else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_PATCH(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -67,6 +81,7 @@ class ContractServer:
                 else:
                     doc = merge(CONTRACT["existing"], body)
                     doc["metadata"]["generation"] += 1
+                    outer.current = merge(outer.current, body)
                     code = 200
                 data = json.dumps(doc).encode()
                 self.send_response(code)
@@ -149,3 +164,26 @@ def test_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     Path(cfg.deploy.kubernetes.kubeconfig or "").unlink()
     with pytest.raises(DeployError, match="deploy.kubernetes"):
         deploy_step(cfg, register(cfg, tmp_path), "run-9")
+
+
+def test_contract_recovery_settles_a_claim_by_what_the_inferenceservice_serves(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A deploy that died after its claim: withdrawn when the patch never landed, committed when it did."""
+    from ctloop.deploy import deliver, lineage, storage_uri
+    from ctloop.deploy.recovery import recover_promotion
+
+    cfg = kube_project(tmp_path, server.port)
+    reg = Registry(cfg.registry.uri, cfg.name)
+    version = register(cfg, tmp_path)
+    uri = storage_uri(cfg, version)
+    intent = {"mode": "kubernetes", "storage_uri": uri, "run_id": "run-9"}
+    claim, _ = reg.claim_promotion(version, "crash", None, intent)
+    assert claim is not None
+    out = recover_promotion(cfg)  # died before the patch: the cluster never saw it
+    assert out["action"] == "withdrawn" and reg.alias("champion") is None and reg.pending_intent() is None
+    claim, _ = reg.claim_promotion(version, "crash", None, intent)
+    assert claim is not None
+    deliver(cfg, uri, lineage(cfg, version, "run-9", reg.get(version).metadata))  # patched, then died
+    out = recover_promotion(cfg)
+    assert out["action"] == "committed" and reg.alias("champion") == version
+    gets = [r for r in server.requests if r["method"] == "GET"]
+    assert len(gets) == 2 and gets[0]["path"] == CONTRACT["request"]["path"]

@@ -74,7 +74,7 @@ def test_overlay_builds_and_carries_the_watcher(built, overlay: str) -> None:  #
     assert c["command"][:2] == ["python", "-m"]
     isvc = find(objs, "InferenceService")
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20
-    cron = find(objs, "CronJob")
+    cron = find(objs, "CronJob", "churn-schedule")
     assert cron["spec"]["schedule"] == "0 3 * * 1" and cron["spec"]["timeZone"] == "Etc/UTC"
     script = pod(cron)["containers"][0]["command"][-1]
     assert "http://ctloop-watcher.ctloop.svc.cluster.local/trigger" in script and '"source":"schedule"' in script
@@ -102,8 +102,10 @@ def test_network_policy_admits_only_logger_schedule_alertmanager_prometheus(buil
     sources = [s["podSelector"]["matchLabels"] for s in rule["from"]]
     assert sources == [{"serving.kserve.io/inferenceservice": "churn"},
                        {"app.kubernetes.io/name": "churn-schedule"},
-                       {"app.kubernetes.io/name": "alertmanager"}, {"app.kubernetes.io/name": "prometheus"}]
-    cron_labels = find(built["production"], "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
+                       {"app.kubernetes.io/name": "alertmanager"}, {"app.kubernetes.io/name": "prometheus"},
+                       {"ctloop.io/label-feed": "true"}]  # monitoring.labels.allowed_from: POST /labels
+    cron = find(built["production"], "CronJob", "churn-schedule")
+    cron_labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
     assert cron_labels["labels"]["app.kubernetes.io/name"] == "churn-schedule"
 
 

@@ -89,7 +89,7 @@ def test_v2_named_inputs_equal_predict_proba_and_metadata(served: Any) -> None:
     meta = httpx.get(f"{served['server'].base}/v2/models/{served['cfg'].name}", timeout=10).json()
     assert [i["name"] for i in meta["inputs"]] == model.features
     assert {i["name"]: i["datatype"] for i in meta["inputs"]}["region"] == "BYTES"
-    assert [o["name"] for o in meta["outputs"]] == ["probability", "label"]
+    assert [o["name"] for o in meta["outputs"]] == ["probability", "label", "id"]
 
 
 def _record(served: Any) -> dict[str, Any]:
@@ -174,31 +174,33 @@ def test_payload_events_reach_sink_with_kserve_headers(served: Any) -> None:
         sent.append((body, r.json()))
     def pairs() -> dict[str, dict[str, Any]]:
         by_id: dict[str, dict[str, Any]] = {}
-        for headers, body in sink.snapshot():
-            by_id.setdefault(headers["ce-id"], {})[headers["ce-type"]] = (headers, body)
+        for ev in sink.cloudevents():
+            by_id.setdefault(ev["id"], {})[ev["type"]] = ev
         return by_id
 
     deadline = time.monotonic() + 20
     while not all(len(pairs().get(i, {})) == 2 for i in ids) and time.monotonic() < deadline:
         time.sleep(0.05)
     by_id = pairs()
-    events = sink.snapshot()
+    deliveries = sink.snapshot()
+    assert all(h["content-type"] == "application/cloudevents-batch+json" for h, _ in deliveries)
     for i, (req_body, resp_body) in zip(ids, sent, strict=True):
         pair = by_id[i]
         assert set(pair) == {"org.kubeflow.serving.inference.request",
                              "org.kubeflow.serving.inference.response"}
-        req_h, req_b = pair["org.kubeflow.serving.inference.request"]
-        resp_h, resp_b = pair["org.kubeflow.serving.inference.response"]
-        assert json.loads(req_b) == req_body
-        assert json.loads(resp_b) == resp_body
-        for h in (req_h, resp_h):
-            assert h["ce-specversion"] == "1.0"
-            assert h["ce-source"] == "ctloop-serving"
-            assert h["ce-inferenceservicename"] == served["cfg"].name
-            assert h["ce-namespace"] == "ctloop"
-            assert h["ce-component"] == "predictor"
-            assert h["ce-endpoint"] == "default"
-            assert h["content-type"] == "application/json"
+        req = pair["org.kubeflow.serving.inference.request"]
+        resp = pair["org.kubeflow.serving.inference.response"]
+        assert req["data"] == req_body
+        assert resp["data"] == resp_body
+        for ev in (req, resp):
+            assert ev["specversion"] == "1.0"
+            assert ev["source"] == "ctloop-serving"
+            assert ev["inferenceservicename"] == served["cfg"].name
+            assert ev["namespace"] == "ctloop"
+            assert ev["component"] == "predictor"
+            assert ev["endpoint"] == "default"
+            assert ev["datacontenttype"] == "application/json"
+    events = [(None, json.dumps(ev["data"]).encode()) for ev in sink.cloudevents()]
     # rejected requests are not logged as payload
     assert all(json.loads(b) != {"instances": "x"} for _, b in events)
 

@@ -1,7 +1,12 @@
 """The ``kfp`` submitter against a RECORDED CONTRACT of the KFP v2beta1 REST API (no KFP API server can
 run here): a local HTTP server replays responses shaped as recorded from KFP 2.x
 (``/apis/v2beta1/healthz``, ``experiments``, ``runs``), keeps created runs in memory, and records every
-request so the test can check what ``kfp.Client`` sent."""
+request so the test can check what ``kfp.Client`` sent.
+
+Hand-written additions (shapes of KFP's documented v2beta1 answers, not captured from a live server):
+run states other than SUCCEEDED (``FAILED`` with an ``error`` status, ``CANCELED``), a transient
+``503 Service Unavailable`` for the next N requests under ``/apis/v2beta1/runs``, and a create whose
+answer is lost (the run is created, the client gets a 503)."""
 
 from __future__ import annotations
 
@@ -32,6 +37,16 @@ class KfpContract(BaseHTTPRequestHandler):
     requests: list[dict[str, Any]]
     runs: dict[str, dict[str, Any]]
     experiments: dict[str, dict[str, Any]]
+    states: dict[str, str]  # run id -> state reported by GET (default SUCCEEDED)
+    unavailable: list[int]  # [n]: answer the next n requests under /runs with 503
+    lose_create_answer: list[int]  # [n]: create the next n runs but answer 503
+
+    def _unavailable(self, path: str) -> bool:
+        if path.startswith("/apis/v2beta1/runs") and self.unavailable[0] > 0:
+            self.unavailable[0] -= 1
+            self._send(503, {"error": "upstream connect error", "code": 14, "message": "unavailable"})
+            return True
+        return False
 
     def log_message(self, *args: object) -> None:
         pass
@@ -64,6 +79,8 @@ class KfpContract(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         path, q = self._record()
+        if self._unavailable(path):
+            return None
         if path == "/apis/v2beta1/healthz":
             return self._send(200, {"multi_user": False})
         if path == "/apis/v2beta1/experiments":
@@ -76,12 +93,18 @@ class KfpContract(BaseHTTPRequestHandler):
             run = self.runs.get(path.rsplit("/", 1)[-1])
             if run is None:
                 return self._send(404, {"error": "run not found", "code": 5, "message": "run not found"})
-            return self._send(200, {**run, "state": "SUCCEEDED", "finished_at": CREATED})
+            state = self.states.get(run["run_id"], "SUCCEEDED")
+            doc = {**run, "state": state, "finished_at": CREATED}
+            if state == "FAILED":
+                doc["error"] = {"code": 2, "message": "train: exited with code 137 (OOMKilled)"}
+            return self._send(200, doc)
         return self._send(404, {"code": 5, "message": f"no route {path}"})
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         path, _q = self._record(body)
+        if self._unavailable(path):
+            return None
         if path == "/apis/v2beta1/experiments":
             exp = {
                 "experiment_id": f"exp-{len(self.experiments) + 1}",
@@ -103,13 +126,17 @@ class KfpContract(BaseHTTPRequestHandler):
                 "runtime_config": body.get("runtime_config", {}),
             }
             self.runs[run_id] = run
+            if self.lose_create_answer[0] > 0:
+                self.lose_create_answer[0] -= 1
+                return self._send(503, {"error": "upstream request timeout", "code": 14, "message": "timeout"})
             return self._send(200, run)
         return self._send(404, {"code": 5, "message": f"no route {path}"})
 
 
 @pytest.fixture
 def kfp_server():  # type: ignore[no-untyped-def]
-    handler = type("H", (KfpContract,), {"requests": [], "runs": {}, "experiments": {}})
+    handler = type("H", (KfpContract,), {"requests": [], "runs": {}, "experiments": {}, "states": {},
+                                         "unavailable": [0], "lose_create_answer": [0]})
     port = free_port()
     srv = ThreadingHTTPServer(("127.0.0.1", port), handler)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -186,3 +213,87 @@ def test_kfp_submitter_through_the_service_and_errors(tmp_path: Path, kfp_server
         assert row.run_status == "submit_failed" and "cannot" in row.detail["error"]
     finally:
         svc2.stop()
+
+
+def _kfp(tmp_path: Path, host: str, **triggers: Any) -> KfpSubmitter:
+    cfg = load_config(trigger_project(tmp_path / "p", submitter="kfp", **triggers))
+    cfg = cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"host": host})})
+    sub = KfpSubmitter(cfg, default_pipeline_file())
+    sub.backoff_s = 0.01
+    return sub
+
+
+def _posts(contract: Any) -> list[dict[str, Any]]:
+    return [r for r in contract.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"]
+
+
+def test_kfp_states_map_to_ledger_statuses(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    host, contract = kfp_server
+    sub = _kfp(tmp_path, host)
+    expected = {"FAILED": "failed", "CANCELED": "canceled", "SUCCEEDED": "succeeded", "RUNNING": "running"}
+    for i, (state, status) in enumerate(expected.items()):
+        req = RunRequest(i, f"churn-manual-{i:012d}", {"cause": "manual"})
+        ext = sub.submit(req).external_id
+        contract.states[ext] = state
+        got = sub.poll(req, ext)
+        assert got is not None and got.run_status == status, (state, got)
+        assert (got.error == "train: exited with code 137 (OOMKilled)") == (state == "FAILED")
+        found = sub.lookup(req)  # what recovery asks: the listed run carries its state as well
+        assert found is not None and found.external_id == ext
+    assert sub.lookup(RunRequest(9, "churn-manual-never", {})) is None
+    assert len(_posts(contract)) == len(expected)
+
+
+def test_kfp_transient_503_is_retried_and_creates_one_run(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    host, contract = kfp_server
+    sub = _kfp(tmp_path, host)
+    # two 503s on the lookup, then the create goes through
+    contract.unavailable[0] = 2
+    first = sub.submit(RunRequest(1, "churn-alert-000000000001", {"cause": "drift"}))
+    assert first.run_status == "submitted" and len(contract.runs) == 1
+    codes = [r["method"] + " " + r["path"] for r in contract.requests if "/runs" in r["path"]]
+    assert codes[:3] == ["GET /apis/v2beta1/runs"] * 3  # 503, 503, answered
+    # the create succeeds on the server but its answer is lost: the retry finds it by name, no 2nd run
+    contract.lose_create_answer[0] = 1
+    req = RunRequest(2, "churn-alert-000000000002", {"cause": "drift"})
+    second = sub.submit(req)
+    assert len(contract.runs) == 2 and len(_posts(contract)) == 2
+    assert second.external_id == next(r["run_id"] for r in contract.runs.values()
+                                      if r["display_name"] == req.run_id)
+    # a server that stays unavailable: a clear error after the attempts
+    contract.unavailable[0] = 100
+    with pytest.raises(SubmitError, match=r"cannot list runs \(HTTP 503 Service Unavailable\) after 4 attempt"):
+        sub.submit(RunRequest(3, "churn-alert-000000000003", {"cause": "drift"}))
+    contract.unavailable[0] = 0
+    assert len(contract.runs) == 2
+
+
+def test_recovery_looks_up_the_run_before_submitting(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    """A trigger left ``pending`` whose run was created just before the crash: recovery finds it by
+    name and records it; nothing is created twice."""
+    from prometheus_client import CollectorRegistry
+
+    from ctloop.triggers.policy import Trigger
+
+    host, contract = kfp_server
+    sub = _kfp(tmp_path, host, cooldown_minutes=0)
+    svc = TriggerService.create(sub.cfg, CollectorRegistry(), submitter=sub)
+    try:
+        decision = svc.policy.decide(Trigger("manual", "churn", episode="e1", reason="crash test"))
+        row = svc.ledger.get(decision.trigger_id)
+        assert row.run_status == "pending"
+        sub.submit(svc._request(row))  # the submission that happened before the crash
+        contract.states[next(iter(contract.runs))] = "RUNNING"
+        svc.recover()
+        after = svc.ledger.get(decision.trigger_id)
+        assert after.run_status == "submitted" and after.external_id in contract.runs
+        assert len(_posts(contract)) == 1
+        # once that run ended, a pending trigger whose run does not exist yet is submitted (once)
+        contract.states[after.external_id] = "SUCCEEDED"
+        svc.tick()
+        assert svc.ledger.get(decision.trigger_id).run_status == "succeeded"
+        d2 = svc.policy.decide(Trigger("manual", "churn", episode="e2", reason="second"))
+        svc.recover()
+        assert svc.ledger.get(d2.trigger_id).run_status == "submitted" and len(_posts(contract)) == 2
+    finally:
+        svc.stop()

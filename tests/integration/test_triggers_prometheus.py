@@ -77,7 +77,8 @@ def test_promtool_unit_tests_of_generated_rules(tmp_path: Path) -> None:
                         "alertname": "CtloopDriftShareHigh",
                         "exp_alerts": [
                             {
-                                "exp_labels": {"model": "churn", "severity": "warning", "ctloop": "retrain"},
+                                "exp_labels": {"model": "churn", "severity": "warning", "ctloop": "retrain",
+                                               "namespace": "ctloop"},
                                 "exp_annotations": {
                                     "summary": "drift share of churn is 50% (threshold 0.3)",
                                     "description": "The share of drifted features (ctloop_drift_share) "

@@ -189,3 +189,41 @@ def test_storm_with_kill_9_and_restart_mid_storm(tmp_path: Path) -> None:
         results += asyncio.run(_post_all(base, storm_requests(seed=3)[:200]))
     assert all(status is not None for _, status, _ in results)
     _check_exactly_one(cfg, subs, results)
+
+
+def test_kill_9_during_submission_submits_exactly_once(tmp_path: Path) -> None:
+    """The server is killed while the submit call is in flight (recorded, not yet answered, the ledger
+    row still ``pending``); after the restart recovery looks the run up and does not submit it again."""
+    import threading
+
+    from ctloop.config import load_config
+
+    port = free_port()
+    cfg = trigger_project(tmp_path / "p", port=port)
+    ledger_path = Path(load_config(cfg).triggers.ledger)
+    subs = tmp_path / "subs.sqlite"
+    base = f"http://127.0.0.1:{port}"
+    firing = json.dumps(webhook()).encode()
+    with managed(server_cmd(cfg, port, subs, submit_delay=60), tmp_path / "server1.log") as proc:
+        wait_for(lambda: http_ok(f"{base}/status"), 60, "the trigger server")
+        post = threading.Thread(
+            target=lambda: asyncio.run(_post_all(base, [{"body": firing, "headers": AUTH, "expect": 200}])),
+            daemon=True,
+        )
+        post.start()
+        wait_for(lambda: RecordingSubmitter(subs).submissions(), 30, "the submit call to be in flight")
+        (row,) = [r for r in _ledger(ledger_path) if r["decision"] == "fired"]
+        assert row["run_status"] == "pending"  # the submission never returned
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        post.join(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with managed(server_cmd(cfg, port, subs), tmp_path / "server2.log"):
+        wait_for(lambda: http_ok(f"{base}/status"), 60, "the restarted trigger server")
+        wait_for(
+            lambda: [r for r in _ledger(ledger_path) if r["run_status"] == "submitted"], 30, "recovery"
+        )
+        results = asyncio.run(_post_all(base, storm_requests(seed=4)[:300]))
+    _check_exactly_one(cfg, subs, results)
+    calls = RecordingSubmitter(subs).submissions()
+    assert len(calls) == 1, f"submit was called {len(calls)} times: {calls}"

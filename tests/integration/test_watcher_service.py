@@ -1,7 +1,7 @@
 """The drift watcher over real HTTP (uvicorn): events in, drift metrics out, champion reload, bad input.
 
-The model-server test starts a real ``kserve.ModelServer`` (``tests/helpers_drift_server.py``) that
-serves a trained ctloop model and posts KServe-format payload events to the watcher.
+The model-server test starts the real ``ctloop serve`` (the KServe model server) on a trained ctloop model,
+with its payload logger posting batched CloudEvents to the watcher: the real server -> watcher path.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,6 +29,7 @@ from ctloop.registry import Registry
 from ctloop.watcher import build_app
 from tests.conftest import free_port
 from tests.helpers_drift import START, binary_event, records, stream, train_model
+from tests.helpers_serving import ServerProcess
 
 pytestmark = pytest.mark.integration
 NAME = "churn"
@@ -110,33 +112,27 @@ def watcher(tmp_path: Path, models: dict[str, Path]) -> Iterator[Watcher]:
         yield w
 
 
-def test_model_server_events_show_drifted_features_in_metrics(watcher: Watcher,
-                                                              models: dict[str, Path]) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.helpers_drift_server", "--ctloop-model-dir", str(models["clean"]),
-         "--ctloop-name", NAME, "--ctloop-port", str(port), "--ctloop-watcher", f"{watcher.url}/events"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def test_model_server_events_show_drifted_features_in_metrics(watcher: Watcher, models: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": NAME, "data": {"source": str(tmp_path / "data")}, "registry": {"uri": str(tmp_path / "registry")},
+        "serving": {"logger": {"url": f"{watcher.url}/events", "batch_size": 64, "flush_seconds": 0.2}}}))
+    server = ServerProcess(config, model_dir=models["clean"])
     try:
-        base = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                return httpx.get(f"{base}/v1/models/{NAME}").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, "model server to be ready", limit=120)
+        server.wait_ready(NAME, timeout=120)
         frame = stream(1500, seed=21, day=DRIFTED_DAY, drift=DriftSpec(start=START))
         for a in range(0, len(frame), 250):
-            r = httpx.post(f"{base}/v1/models/{NAME}:predict",
+            r = httpx.post(f"{server.base}/v1/models/{NAME}:predict",
                            json={"instances": records(frame.iloc[a : a + 250])}, timeout=60)
             assert r.status_code == 200, r.text
             assert len(r.json()["predictions"]) == 250
+        wait_until(lambda: watcher.metric("ctloop_watcher_events_total", outcome="joined") == 6,
+                   "the server's batched events to reach the watcher")
+        posts = server.metric("ctloop_serving_payload_posts_total")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
+    assert 1 <= posts <= 6  # batched: one POST carries a request/response pair or more, never one event
     assert watcher.metric("ctloop_watcher_events_total", outcome="joined") == 6
     assert watcher.metric("ctloop_window_rows", model=NAME) == 500
     assert watcher.metric("ctloop_drift_detected", model=NAME, feature="age") == 1

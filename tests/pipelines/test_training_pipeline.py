@@ -35,7 +35,8 @@ def test_pipeline_registers_a_champion(project: Path) -> None:
     assert len(champ.metadata["data"]["content_hash"]) == 64
     assert champ.metadata["data"]["rows"] == 3000
     done = [t for t, s in events if s == "succeeded"]
-    assert done == ["ingest", "validate", "validate-gate", "split", "train", "evaluate", "register", "deploy"]
+    assert done == ["ingest", "validate", "validate-gate", "split", "features", "train", "evaluate", "register",
+                    "deploy"]
     assert {s.replace("_", "-") for s in result.step_seconds} == set(done)
 
 

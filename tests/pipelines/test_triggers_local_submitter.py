@@ -44,10 +44,23 @@ def test_local_submitter_runs_pipeline_and_records_lineage_then_volume_fires(tmp
             "the local run's outcome in the ledger",
             interval=0.5,
         )
+        assert row.run_status == "succeeded", row.detail
+        # nothing changed since v1: the next fired run ends early as `unchanged`, a completed run
+        third = svc.handle(Trigger("manual", cfg.name, episode="audit-3", reason="nothing new"))
+        assert third.fired, third.reason
+        row3 = wait_for(
+            lambda: (r := svc.ledger.get(third.trigger_id)).run_status not in ("pending", "submitted") and r,
+            120,
+            "the unchanged run's outcome in the ledger",
+            interval=0.5,
+        )
+        assert row3.run_status == "unchanged" and row3.version is None
+        assert "unchanged" in str(row3.detail.get("error"))
+        assert svc.handle(Trigger("manual", cfg.name, episode="audit-4", reason="after")).reason_code != "active_run"
     finally:
         svc.stop()
-    assert row.run_status == "succeeded", row.detail
     assert row.version == 1
+    assert Registry(cfg.registry.uri, cfg.name).versions() == [1]
     meta = Registry(cfg.registry.uri, cfg.name).get(1).metadata
     assert meta["run_id"] == d.run_id
     assert meta["trigger"]["cause"] == "manual" and meta["trigger"]["reason"] == "labels audited"

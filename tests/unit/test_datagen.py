@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctloop.datagen import CATEGORICAL, NUMERIC, TARGET, DriftSpec, generate_day, write_stream
+from ctloop.datagen import CATEGORICAL, ID, NUMERIC, TARGET, DriftSpec, generate_day, write_stream
 
 pytestmark = pytest.mark.unit
 DAY = dt.date(2026, 3, 1)
@@ -26,7 +26,7 @@ def test_deterministic_per_day() -> None:
 def test_shape_and_label() -> None:
     df = generate_day(DAY, 2000, seed=0)
     assert len(NUMERIC) >= 8 and len(CATEGORICAL) >= 3
-    assert set(NUMERIC) | set(CATEGORICAL) | {TARGET} == set(df.columns)
+    assert set(NUMERIC) | set(CATEGORICAL) | {TARGET, ID} == set(df.columns)
     assert set(df[TARGET].unique()) == {0, 1}
     assert 0.2 < df[TARGET].mean() < 0.8
     # a realistic relationship: low credit score means more positives
@@ -51,3 +51,14 @@ def test_write_stream_partitions(tmp_path: Path) -> None:
     assert [f.parent.name for f in files] == ["date=2026-03-01", "date=2026-03-02", "date=2026-03-03"]
     again = write_stream(tmp_path / "b", DAY, 3, seed=1, rows_per_day=50)
     assert pd.read_parquet(files[1]).equals(pd.read_parquet(again[1]))
+
+
+def test_every_row_has_a_unique_id_across_days(tmp_path: Path) -> None:
+    files = write_stream(tmp_path, DAY, 3, seed=1, rows_per_day=50, id_column="row_id")
+    ids = pd.concat([pd.read_parquet(f)["row_id"] for f in files])
+    assert len(ids) == 150 and ids.is_unique and ids.notna().all()
+    assert ids.iloc[0] == "20260301-0" and ids.iloc[-1] == "20260303-49"
+    # the id never feeds the label or the features: same rows as without a custom id name
+    plain = generate_day(DAY, 50, seed=1)
+    written = pd.read_parquet(files[0]).drop(columns=["row_id"])
+    assert plain.drop(columns=[ID]).equals(written.astype(plain.dtypes.drop(ID).to_dict()))

@@ -177,8 +177,12 @@ def test_lineage_and_diff(reg: Registry, model: Path) -> None:
 
 
 def test_object_store_style_backend(tmp_path: Path, model: Path) -> None:
-    """The same API on a non-local fsspec backend (``memory://``, standing in for s3:// / gs://)."""
-    reg = Registry(f"memory://ctloop-test-{tmp_path.name}/registry", "churn")
+    """The same API on a non-local fsspec backend without conditional writes (``memory://``): refused
+    unless the user says only one process writes it (``registry.single_writer``)."""
+    uri = f"memory://ctloop-test-{tmp_path.name}/registry"
+    with pytest.raises(RegistryError, match="no conditional writes.*single_writer"):
+        Registry(uri, "churn")
+    reg = Registry(uri, "churn", single_writer=True)
     v1, v2 = reg.register(model, meta()), reg.register(model, meta(parent=1))
     reg.promote(v1)
     assert reg.promote(v2) == 1 and reg.rollback() == (1, 2)

@@ -25,7 +25,7 @@ def test_rules_follow_drift_config_and_cronjob_is_optional(tmp_path: Path) -> No
     } <= set(files)
     assert "base/schedule-cronjob.yaml" not in files  # the watcher fires the schedule itself
     (rule,) = yaml.safe_load(files["monitoring/rules.yml"])["groups"][0]["rules"]
-    assert rule["expr"] == 'max by (model) (ctloop_drift_share{model="churn"}) >= 0.3'
+    assert rule["expr"] == 'max by (namespace, model) (ctloop_drift_share{model="churn"}) >= 0.3'
     assert rule["for"] == "2s"
     am = yaml.safe_load(files["monitoring/alertmanager.yml"])
     hook = am["receivers"][0]["webhook_configs"][0]

@@ -1,4 +1,4 @@
-"""The reference profile format (ctloop-profile/v1) and schema inference."""
+"""The reference profile format (ctloop-profile/v1 and v2) and schema inference."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_profile_json_round_trip_and_v1_files_without_new_fields(tmp_path: Path)
     path = ref.save(tmp_path)
     assert Profile.load(tmp_path) == ref
     raw = json.loads(path.read_text())
-    assert raw["format"] == "ctloop-profile/v1"
+    assert raw["format"] == "ctloop-profile/v2"
     assert set(raw) >= {"rows", "target", "label_balance", "numeric", "categorical"}
     raw.pop("duplicate_share")
     assert Profile.model_validate(raw).duplicate_share is None  # older v1 files stay readable

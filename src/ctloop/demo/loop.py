@@ -132,7 +132,7 @@ def _closed_loop(stack: contextlib.ExitStack, root: Path, cfg: ProjectConfig, s:
                                               logs / "model-server.log"))
     endpoints["model_server"] = server
     say("stack", {"endpoints": endpoints, "mode": mode})
-    registry = Registry(cfg.registry.uri, cfg.name)
+    registry = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
     sampler = Sampler(watcher_state, registry, server).start()
     stack.callback(sampler.stop)
     client = stack.enter_context(httpx.Client(timeout=30.0))

@@ -1,8 +1,11 @@
 """The deploy step's modes: ``local`` (move the champion alias), ``gitops`` (commit the overlay's
 InferenceService patch and push), ``kubernetes`` (patch the InferenceService through the API server).
 
-In every mode the champion alias moves only after the delivery succeeded, so a failed push or patch
-leaves the champion untouched.
+In ``gitops`` and ``kubernetes`` modes the promotion is claimed first (a compare-and-swap on the
+champion alias that records an intent), then delivered, then committed: a lost claim delivers nothing,
+a failed delivery withdraws the claim (champion untouched), and a deploy that died between the steps
+is settled by :func:`ctloop.deploy.recovery.recover_promotion`, which commits the claim only if the
+cluster-facing state carries the version.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def deploy_version(cfg: ProjectConfig, version: int, run_id: str) -> dict[str, A
     Raises:
         DeployError: When the push or patch failed (champion untouched).
     """
-    reg = Registry(cfg.registry.uri, cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
     reason = f"gate passed in run {run_id}"
     mv = reg.get(version)
     # versions registered by the pipeline name the champion their gate compared against
@@ -53,17 +56,44 @@ def deploy_version(cfg: ProjectConfig, version: int, run_id: str) -> dict[str, A
         return {**_promote(reg, version, reason, parent if checked else current), "mode": "local"}
     facts = lineage(cfg, version, run_id, mv.metadata)
     uri = storage_uri(cfg, version)
-    details: dict[str, Any]
+    base = {"version": version, "mode": cfg.deploy.mode, "storage_uri": uri}
+    from ctloop.deploy.recovery import STALE_CLAIM_S, recover_promotion
+
+    recover_promotion(cfg, reg, min_age_s=STALE_CLAIM_S)  # a claim left by a deploy that died long ago
+    try:  # 1. claim: compare-and-swap on the champion, recorded as an intent
+        claim, previous = reg.claim_promotion(
+            version, f"{reason} ({cfg.deploy.mode})", parent if checked else current,
+            intent={"mode": cfg.deploy.mode, "run_id": run_id, "storage_uri": uri})
+    except VersionNotFoundError:
+        raise
+    except RegistryError as exc:
+        print(f"deploy: v{version} not promoted and not delivered: {exc}", flush=True)
+        return {**base, "promoted": False, "delivered": False, "reason": str(exc)}
+    try:  # 2. deliver
+        details = deliver(cfg, uri, facts)
+    except BaseException:
+        if claim is not None:
+            reg.abort_promotion(claim)  # champion untouched
+        raise
+    # 3. commit the alias
+    promoted = reg.commit_promotion(claim) if claim is not None else True
+    out = {**base, "previous": previous, "promoted": promoted, "delivered": True, **details}
+    if not promoted:
+        out["reason"] = ("the promotion claim was withdrawn while delivering (a recovery judged the deploy "
+                         "dead); deploy again to make the champion match the cluster")
+        print(f"deploy: v{version} delivered but not promoted: {out['reason']}", flush=True)
+    return out
+
+
+def deliver(cfg: ProjectConfig, uri: str, facts: dict[str, str]) -> dict[str, Any]:
+    """Push (gitops) or patch (kubernetes) ``uri`` to the cluster; return the mode's details."""
     if cfg.deploy.mode == "gitops":
         from ctloop.deploy.gitops import deploy_gitops
 
-        details = deploy_gitops(cfg, uri, facts).to_dict()
-    else:
-        from ctloop.deploy.kubernetes import deploy_kubernetes
+        return deploy_gitops(cfg, uri, facts).to_dict()
+    from ctloop.deploy.kubernetes import deploy_kubernetes
 
-        details = deploy_kubernetes(cfg, uri, facts)
-    promoted = _promote(reg, version, f"{reason} ({cfg.deploy.mode})", parent if checked else current)
-    return {**promoted, "mode": cfg.deploy.mode, "storage_uri": uri, **details}
+    return deploy_kubernetes(cfg, uri, facts)
 
 
 def _promote(reg: Registry, version: int, reason: str, parent: int | None) -> dict[str, Any]:

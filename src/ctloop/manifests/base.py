@@ -193,7 +193,7 @@ def service(cfg: ProjectConfig) -> dict[str, Any]:
 
 def network_policy(cfg: ProjectConfig) -> dict[str, Any]:
     """Ingress to the watcher only from the model's payload logger, the schedule CronJob,
-    Alertmanager and Prometheus."""
+    Alertmanager, Prometheus and the label feed (pods labelled ``monitoring.labels.allowed_from``)."""
     d = cfg.deploy
     monitoring = {"kubernetes.io/metadata.name": d.monitoring_namespace}
     sources = [
@@ -204,6 +204,9 @@ def network_policy(cfg: ProjectConfig) -> dict[str, Any]:
         {"namespaceSelector": {"matchLabels": monitoring},
          "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
     ]
+    feed = cfg.monitoring.labels.allowed_from
+    if feed:  # an empty selector would admit every pod of the namespace: leave it out instead
+        sources.append({"podSelector": {"matchLabels": dict(feed)}})
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": _meta(cfg, WATCHER, "watcher"),
             "spec": {"podSelector": {"matchLabels": watcher_labels(cfg)}, "policyTypes": ["Ingress"],
@@ -282,4 +285,9 @@ def render_base(cfg: ProjectConfig) -> dict[str, str]:
         "base/networkpolicy.yaml": dump(network_policy(cfg)),
         "base/monitors.yaml": dump(*monitors(cfg)),
     }
+    from ctloop.manifests.labels import label_feed_cron_job
+
+    feed = label_feed_cron_job(cfg)
+    if feed is not None:
+        out["base/label-feed.yaml"] = dump(feed)
     return out

@@ -20,7 +20,7 @@ from typing import Any
 
 from ctloop.errors import CtloopError, SubmitError
 
-STEPS = ("ingest", "validate", "split", "train", "evaluate", "register", "deploy")
+STEPS = ("ingest", "validate", "split", "features", "train", "evaluate", "register", "deploy")
 RESULT_PREFIX = "CTLOOP_STEP_RESULT "
 
 
@@ -63,6 +63,7 @@ def _step(name: str, run: StepRun) -> dict[str, Any]:
     f = {k: str(w / v) for k, v in {
         "dataset": "dataset.parquet", "ingest": "ingest.json", "report": "validation.json",
         "train": "train.parquet", "test": "test.parquet", "recent": "recent.parquet", "model": "model",
+        "table": "features.parquet", "state": "features.json", "features_html": "features.html",
         "decision": "decision.json", "register": "register.json",
     }.items()}
     if name == "ingest":
@@ -76,8 +77,11 @@ def _step(name: str, run: StepRun) -> dict[str, Any]:
     if name == "split":
         out = steps.split_step(cfg, f["dataset"], f["train"], f["test"], f["recent"])
         return {k: out[k] for k in ("train_rows", "test_rows", "recent_rows")}
+    if name == "features":
+        out = steps.features_step(cfg, f["train"], f["table"], f["state"], f["features_html"])
+        return {"rows": out["rows"], "derived": out["derived"]}
     if name == "train":
-        out = steps.train_step(cfg, f["train"], f["model"])
+        out = steps.train_step(cfg, f["table"], f["model"], f["state"])
         return {"trainer": out["trainer"], "train_rows": out["train_rows"]}
     if name == "evaluate":
         rec = steps.evaluate_step(cfg, f["model"], f["test"], f["recent"], f["decision"])

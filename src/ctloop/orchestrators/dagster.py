@@ -62,7 +62,7 @@ _OPS = {step: _make_op(step) for step in STEPS[1:]}
 
 @dg.job(name="ctloop_training", tags={"ctloop": "training"})
 def training_job() -> None:
-    """ingest → validate → split → train → evaluate → register → deploy."""
+    """ingest → validate → split → features → train → evaluate → register → deploy."""
     run = ingest()
     for step in STEPS[1:]:
         run = _OPS[step](run)

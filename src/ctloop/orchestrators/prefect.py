@@ -38,7 +38,7 @@ def training_flow(
     window_days: int | None = None,
     python: str | None = None,
 ) -> dict[str, Any]:
-    """ingest → validate → split → train → evaluate → register → deploy; returns each step's summary.
+    """ingest → validate → split → features → train → evaluate → register → deploy; returns each step's summary.
 
     Args:
         config_path: The project's ``ctloop.yaml`` as the workers see it.

@@ -1,10 +1,12 @@
-"""Request decoding: V1 ``instances`` and V2 named inputs into a typed frame, with errors naming fields.
+"""Request decoding: V1 ``instances`` and V2 named inputs into typed columns (or a frame), with errors
+naming fields.
 
 Every client mistake raises :class:`kserve.errors.InvalidInput`, which KServe maps to HTTP 400.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,11 @@ def _check_categorical(values: list[Any], where: str) -> list[Any]:
 
 def frame_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Turn a V1 body (``instances`` as records or as rows in feature order) into a frame."""
+    return pd.DataFrame(columns_from_v1(payload, numeric, categorical))
+
+
+def columns_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
+    """Turn a V1 body into typed columns without pandas: numeric float64 arrays, categorical lists."""
     if isinstance(payload, bytes | str):  # KServe passes non-JSON content types through as bytes
         try:
             payload = orjson.loads(payload)
@@ -87,7 +94,7 @@ def frame_from_v1(payload: Any, numeric: list[str], categorical: list[str]) -> p
         data[f] = _check_numeric(cols[f], names[f])
     for f in categorical:
         data[f] = _check_categorical(cols[f], names[f])
-    return pd.DataFrame(data)
+    return data
 
 
 def _flatten(data: Any) -> list[Any]:
@@ -101,10 +108,63 @@ def _flatten(data: Any) -> list[Any]:
     return list(data)
 
 
-def frame_from_v2(request: Any, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
-    """Turn a V2 :class:`~kserve.InferRequest` with one named input per feature into a frame."""
+def request_id_of(headers: dict[str, str] | None) -> str:
+    """The request id: the ``ce-id`` or ``x-request-id`` header, else a fresh UUID (hex)."""
+    h = {k.lower(): v for k, v in (headers or {}).items()}
+    return h.get("ce-id") or h.get("x-request-id") or uuid.uuid4().hex
+
+
+def _id_text(v: Any, where: str) -> str:
+    if isinstance(v, bytes):
+        v = v.decode()
+    if type(v) is str and v:
+        return v
+    if type(v) is int:
+        return str(v)
+    raise InvalidInput(f"{where}: expected a non-empty string or integer id, got {_describe(v)}")
+
+
+def ids_from_v1(payload: Any, id_column: str, request_id: str, rows: int) -> list[str]:
+    """Row ids of a V1 body: each record's ``id_column`` when present, else ``<request id>-<row index>``."""
+    inst = payload.get("instances") if isinstance(payload, dict) else None
+    out = []
+    for i in range(rows):
+        rec = inst[i] if isinstance(inst, list) and i < len(inst) else None
+        v = rec.get(id_column) if isinstance(rec, dict) else None
+        out.append(f"{request_id}-{i}" if v is None else _id_text(v, f"instances[{i}].{id_column}"))
+    return out
+
+
+def ids_from_v2(request: Any, id_column: str, request_id: str, rows: int) -> list[str]:
+    """Row ids of a V2 request: the ``id_column`` input when present, else ``<request id>-<row index>``."""
+    for inp in request.inputs:
+        if inp.name == id_column:
+            values = _flatten(inp.data if inp.data is not None else [])
+            if len(values) != rows:
+                raise InvalidInput(f"inputs.{id_column}: {len(values)} ids for {rows} rows")
+            return [_id_text(v, f"inputs.{id_column}.data[{i}]") for i, v in enumerate(values)]
+    return [f"{request_id}-{i}" for i in range(rows)]
+
+
+def frame_from_v2(request: Any, numeric: list[str], categorical: list[str],
+                  id_column: str | None = None) -> pd.DataFrame:
+    """Turn a V2 :class:`~kserve.InferRequest` with one named input per feature into a frame.
+
+    An input named ``id_column`` (the row ids) is allowed and left out of the frame.
+    """
+    return pd.DataFrame(columns_from_v2(request, numeric, categorical, id_column))
+
+
+def columns_from_v2(request: Any, numeric: list[str], categorical: list[str],
+                    id_column: str | None = None) -> dict[str, Any]:
+    """Turn a V2 request into typed columns without pandas: numeric float64 arrays, categorical lists.
+
+    An input named ``id_column`` (the row ids) is allowed and left out.
+    """
     by_name: dict[str, Any] = {}
     for inp in request.inputs:
+        if id_column is not None and inp.name == id_column:
+            continue
         if inp.name in by_name:
             raise InvalidInput(f"inputs.{inp.name}: given twice")
         by_name[inp.name] = inp
@@ -140,4 +200,4 @@ def frame_from_v2(request: Any, numeric: list[str], categorical: list[str]) -> p
         data[f] = _check_numeric(values, where) if f in numeric else _check_categorical(values, where)
     if not rows:
         raise InvalidInput("inputs: no rows")
-    return pd.DataFrame(data)
+    return data

@@ -27,8 +27,10 @@ def champion_storage_uri(cfg: ProjectConfig) -> str | None:
     from ctloop.registry import Registry
 
     try:
-        version = Registry(cfg.registry.uri, cfg.name).alias("champion")
+        version = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer).alias("champion")
     except RegistryError:
+        return None
+    except Exception:  # noqa: BLE001 - the store is not reachable from here (no credentials, no driver)
         return None
     if version is None:
         return None

@@ -17,6 +17,9 @@ class ServingMetrics:
     swap_failures: Counter
     events_sent: Counter
     events_dropped: Counter
+    fast_path: Gauge
+    payload_posts: Counter
+    batches: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ServingMetrics:
@@ -26,7 +29,7 @@ class ServingMetrics:
                              ["endpoint", "code"], registry=registry),
             model_version=Gauge("ctloop_serving_model_version",
                                 "Registry version of the model being served (0: not from the registry)",
-                                registry=registry),
+                                registry=registry, multiprocess_mode="livemin"),
             swaps=Counter("ctloop_serving_swaps", "Models swapped in", registry=registry),
             swap_failures=Counter("ctloop_serving_swap_failures",
                                   "Candidate models refused (load or smoke prediction failed)",
@@ -35,4 +38,19 @@ class ServingMetrics:
                                 registry=registry),
             events_dropped=Counter("ctloop_serving_payload_events_dropped",
                                    "Payload events dropped", ["reason"], registry=registry),
+            fast_path=Gauge("ctloop_serving_fast_path",
+                            "1 when the version is served on the compiled fast path, 0 on the reference path",
+                            ["version"], registry=registry, multiprocess_mode="livemin"),
+            payload_posts=Counter("ctloop_serving_payload_posts", "HTTP POSTs of payload events to the sink",
+                                  registry=registry),
+            batches=Counter("ctloop_serving_batches", "Model calls made by the micro-batcher", registry=registry),
         )
+
+    def set_fast_path(self, version: int | None, on: bool, previous: int | None = None) -> None:
+        """Set ``ctloop_serving_fast_path{version}`` and drop the previous version's series."""
+        if previous is not None and previous != version:
+            try:
+                self.fast_path.remove(str(previous))
+            except KeyError:
+                pass
+        self.fast_path.labels(version=str(version or 0)).set(1.0 if on else 0.0)

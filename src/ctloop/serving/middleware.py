@@ -84,13 +84,19 @@ class ServingMiddleware:
             return
 
         # inference: read the whole body under the limit (FastAPI would buffer it anyway), then replay it
-        request_id = ""
+        ce_id = x_id = ""
         for k, v in scope["headers"]:
             if k == b"content-length" and v.isdigit() and int(v) > self.max_body:
                 await self._reject(send, endpoint, int(v))
                 return
             if k == b"x-request-id":
-                request_id = v.decode("latin-1")
+                x_id = v.decode("latin-1")
+            elif k == b"ce-id":
+                ce_id = v.decode("latin-1")
+        request_id = ce_id or x_id
+        if not request_id:  # one id for the prediction ids (the model reads it) and the payload events
+            request_id = uuid.uuid4().hex
+            scope["headers"] = [*scope["headers"], (b"x-request-id", request_id.encode())]
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -131,4 +137,4 @@ class ServingMiddleware:
         finally:
             self._count(endpoint, status)
         if logger is not None and 200 <= status < 300:
-            logger.emit(request_id or uuid.uuid4().hex, body, b"".join(out_chunks))
+            logger.emit(request_id, body, b"".join(out_chunks))

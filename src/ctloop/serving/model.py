@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ctloop.errors import ModelError
+from ctloop.fastpath.runtime import FastModel
 from ctloop.model import LoadedModel, load_model
 from ctloop.serving._kserve import import_kserve
-from ctloop.serving.decode import frame_from_v1, frame_from_v2
+from ctloop.serving.decode import columns_from_v1, columns_from_v2, ids_from_v1, ids_from_v2, request_id_of
+from ctloop.serving.fast import load_fast_checked
 from ctloop.serving.metrics import ServingMetrics
 
 import_kserve()
@@ -33,6 +35,7 @@ class Served:
     model: LoadedModel
     version: int | None
     source: str
+    fast: FastModel | None = None
 
 
 def smoke_frame(model: LoadedModel, model_dir: str | Path) -> pd.DataFrame:
@@ -71,12 +74,19 @@ def load_checked(model_dir: str | Path) -> LoadedModel:
 
 
 class CtloopModel(Model):
-    """Serves one ctloop model over V1 and V2; :meth:`swap` replaces it atomically."""
+    """Serves one ctloop model over V1 and V2; :meth:`swap` replaces it atomically.
 
-    def __init__(self, name: str, metrics: ServingMetrics, threshold: float = 0.5) -> None:
+    Every prediction has an id: the instance's ``id_column`` value when present, else
+    ``<request id>-<row index>`` (request id from ``ce-id`` / ``x-request-id`` or a fresh UUID).
+    """
+
+    def __init__(self, name: str, metrics: ServingMetrics, threshold: float = 0.5, id_column: str = "id",
+                 max_fast_path_delta: float = 1e-5) -> None:
         super().__init__(name)
         self.metrics = metrics
         self.threshold = threshold
+        self.id_column = id_column
+        self.max_fast_path_delta = max_fast_path_delta
         self._served: Served | None = None
         self._swap_lock = threading.Lock()
 
@@ -97,17 +107,21 @@ class CtloopModel(Model):
         with self._swap_lock:
             try:
                 candidate = load_checked(model_dir)
+                fast, why = load_fast_checked(candidate, model_dir, self.max_fast_path_delta)
             except Exception as exc:  # any failure refuses the candidate
                 self.metrics.swap_failures.inc()
                 log.error("refused model version %s from %s: %s (still serving version %s)", version,
                           model_dir, exc, self._served.version if self._served else None)
                 return False
             old = self._served
-            self._served = Served(candidate, version, str(model_dir))  # one reference assignment: atomic
+            self._served = Served(candidate, version, str(model_dir), fast)  # one reference assignment: atomic
             self.metrics.model_version.set(version or 0)
+            self.metrics.set_fast_path(version, fast is not None, old.version if old else None)
             self.metrics.swaps.inc()
             self.ready = True
             log.info("serving model %r version %s (was %s)", self.name, version, old.version if old else None)
+            if fast is None:
+                log.warning("model %r version %s: %s; served on the reference path", self.name, version, why)
             return True
 
     def load(self) -> bool:
@@ -122,28 +136,61 @@ class CtloopModel(Model):
                 + [{"name": f, "datatype": "BYTES", "shape": [-1]} for f in m.categorical_features])
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        """V2 output metadata: probability of class 1 and the label."""
+        """V2 output metadata: probability of class 1, the label and the prediction id."""
         return [{"name": "probability", "datatype": "FP64", "shape": [-1]},
-                {"name": "label", "datatype": "INT64", "shape": [-1]}]
+                {"name": "label", "datatype": "INT64", "shape": [-1]},
+                {"name": "id", "datatype": "BYTES", "shape": [-1]}]
 
     def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
         """Predict with the model current at the start of the request (a swap never splits a request)."""
+        served, columns = self.decode(payload)
+        return self.respond(payload, headers, served, predict_columns(served, columns))
+
+    def decode(self, payload: Any) -> tuple[Served, dict[str, Any]]:
+        """The model current now and the request's typed columns (400 on bad input)."""
         served = self.served
         m = served.model
         if isinstance(payload, InferRequest):
-            frame = frame_from_v2(payload, m.numeric_features, m.categorical_features)
-        else:
-            frame = frame_from_v1(payload, m.numeric_features, m.categorical_features)
-        try:
-            proba = np.asarray(m.predict_proba(frame), dtype="float64")
-        except (ValueError, TypeError, ModelError) as exc:
-            raise InvalidInput(f"instances: cannot predict on this input ({exc})") from exc
+            return served, columns_from_v2(payload, m.numeric_features, m.categorical_features, self.id_column)
+        return served, columns_from_v1(payload, m.numeric_features, m.categorical_features)
+
+    def respond(self, payload: Any, headers: dict[str, str] | None, served: Served, proba: np.ndarray) -> Any:
+        """The V1 or V2 response for ``proba``, naming the version that computed it, with row ids."""
         labels = (proba >= self.threshold).astype("int64")
         version = None if served.version is None else str(served.version)
+        n = len(proba)
+        rid = request_id_of(headers)
         if isinstance(payload, InferRequest):
-            n = len(proba)
+            ids = ids_from_v2(payload, self.id_column, rid, n)
             return InferResponse(
                 response_id=payload.id or uuid.uuid4().hex, model_name=self.name, model_version=version,
                 infer_outputs=[InferOutput("probability", [n], "FP64", proba.tolist()),
-                               InferOutput("label", [n], "INT64", labels.tolist())])
-        return {"predictions": proba.tolist(), "labels": labels.tolist(), "model_version": version}
+                               InferOutput("label", [n], "INT64", labels.tolist()),
+                               InferOutput("id", [n], "BYTES", ids)])
+        ids = ids_from_v1(payload, self.id_column, rid, n)
+        return {"predictions": proba.tolist(), "labels": labels.tolist(), "ids": ids, "model_version": version}
+
+
+def predict_columns(served: Served, columns: dict[str, Any]) -> np.ndarray:
+    """P(class 1) on the fast path when the served model has one, else on the reference path."""
+    try:
+        if served.fast is not None:
+            return served.fast.predict_proba(columns)
+        return np.asarray(served.model.predict_proba(pd.DataFrame(columns)), dtype="float64")
+    except (ValueError, TypeError, ModelError) as exc:
+        raise InvalidInput(f"instances: cannot predict on this input ({exc})") from exc
+
+
+class BatchingCtloopModel(CtloopModel):
+    """:class:`CtloopModel` whose concurrent requests share model calls (``serving.batching``)."""
+
+    def __init__(self, name: str, metrics: ServingMetrics, batcher: Any, **kwargs: Any) -> None:
+        super().__init__(name, metrics, **kwargs)
+        self.batcher = batcher
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
+        """Decode, wait for the batch to run, respond with this request's own rows, ids and version."""
+        served, columns = self.decode(payload)
+        first = next(iter(columns.values()))
+        proba = await self.batcher.predict(served, lambda cols: predict_columns(served, cols), columns, len(first))
+        return self.respond(payload, headers, served, proba)

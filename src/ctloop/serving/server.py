@@ -10,6 +10,7 @@ per-request logging off unless ``serving.request_logging`` is set.
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,17 +58,40 @@ def _field_path(loc: Any) -> str:
     return out or "body"
 
 
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening address several worker processes bind at once (``SO_REUSEPORT``)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _exposed(metrics_registry: CollectorRegistry, multiprocess_dir: str | None) -> Any:
+    """What ``/metrics`` shows: KServe's and ctloop's registries, or every worker's samples summed."""
+    from prometheus_client import REGISTRY
+
+    if multiprocess_dir is None:
+        return _CombinedRegistry(REGISTRY, metrics_registry)
+    from prometheus_client import multiprocess
+
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged, path=multiprocess_dir)
+    return merged
+
+
 def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: dict[str, Any],
-                       metrics_registry: CollectorRegistry) -> Any:
+                       metrics_registry: CollectorRegistry, reuse_port: bool = False,
+                       multiprocess_dir: str | None = None) -> Any:
     from fastapi import Request, Response
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from kserve.errors import InvalidInput
-    from prometheus_client import REGISTRY, exposition
+    from prometheus_client import exposition
 
     from ctloop.serving.middleware import ServingMiddleware
 
-    combined = _CombinedRegistry(REGISTRY, metrics_registry)
+    combined = _exposed(metrics_registry, multiprocess_dir)
 
     async def metrics_handler(request: Request) -> Response:
         encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
@@ -106,6 +130,13 @@ def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: 
                 logging.getLogger("uvicorn.access").disabled = True
             app.add_middleware(ServingMiddleware, **middleware_kwargs)
 
+        async def start(self) -> None:
+            if not reuse_port:
+                await super().start()
+                return
+            self.create_application()
+            await self._server.serve(sockets=[_shared_socket(host, self.config.port)])
+
         def _register_endpoints(self, app: Any) -> None:
             app.router.add_route("/metrics", metrics_handler, methods=["GET"])  # before KServe's: wins
             super()._register_endpoints(app)
@@ -118,8 +149,25 @@ def _rest_server_class(base: Any, *, host: str, quiet: bool, middleware_kwargs: 
     return CtloopRESTServer
 
 
+def build_model(cfg: ProjectConfig, metrics: Any) -> Any:
+    """The served ``kserve.Model``: micro-batching when ``serving.batching.enabled``."""
+    from ctloop.serving.model import BatchingCtloopModel, CtloopModel
+
+    kwargs: dict[str, Any] = {"threshold": cfg.serving.threshold,
+                              "max_fast_path_delta": cfg.gate.infra.max_fast_path_delta,
+                              "id_column": cfg.data.id_column}
+    b = cfg.serving.batching
+    if b.enabled:
+        from ctloop.serving.batching import MicroBatcher
+
+        batcher = MicroBatcher(b.max_batch_size, b.max_wait_us, metrics.batches)
+        return BatchingCtloopModel(cfg.name, metrics, batcher, **kwargs)
+    return CtloopModel(cfg.name, metrics, **kwargs)
+
+
 def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = None,
-          metrics_registry: CollectorRegistry | None = None) -> None:
+          metrics_registry: CollectorRegistry | None = None, reuse_port: bool = False,
+          multiprocess_dir: str | None = None) -> None:
     """Load the model and run the server until SIGTERM/SIGINT.
 
     Args:
@@ -128,23 +176,29 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
         model_dir: A fixed model folder or storage URI (as KServe mounts at ``/mnt/models``); without it
             the registry's champion is served and followed.
         metrics_registry: Where ctloop's metrics go (a fresh registry by default).
+        reuse_port: Bind the port shared with other worker processes (``serving.workers``).
+        multiprocess_dir: prometheus_client's multiprocess folder when running as one of several workers.
 
     Raises:
         RegistryError: No champion to serve. ModelError: the model cannot be loaded.
     """
+    if cfg.serving.workers > 1 and not reuse_port:
+        from ctloop.serving.workers import run_workers
+
+        run_workers(cfg, port, model_dir)
+        return
     kserve = import_kserve()
     import kserve.model_server as ks_server
 
     from ctloop.registry import Registry
     from ctloop.serving.metrics import ServingMetrics
-    from ctloop.serving.model import CtloopModel
     from ctloop.serving.payload import EventContext, PayloadLogger
     from ctloop.serving.watcher import ChampionWatcher
 
     sc = cfg.serving
     metrics_registry = metrics_registry or CollectorRegistry()
     metrics = ServingMetrics.create(metrics_registry)
-    model = CtloopModel(cfg.name, metrics, threshold=sc.threshold)
+    model = build_model(cfg, metrics)
     watcher = None
     if model_dir:
         local = resolve_model_dir(model_dir)
@@ -152,7 +206,7 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
             raise ModelError(f"--model-dir {model_dir!r}: the model failed to load or its smoke prediction "
                              "failed (see the log above); nothing is served")
     else:
-        reg = Registry(cfg.registry.uri, cfg.name)
+        reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
         version = reg.alias("champion")
         if version is None:
             raise RegistryError(f"registry {cfg.registry.uri!r}: model {cfg.name!r} has no champion yet; "
@@ -171,6 +225,7 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     original = ks_server.RESTServer
     ks_server.RESTServer = _rest_server_class(
         original, host=sc.host, quiet=not sc.request_logging, metrics_registry=metrics_registry,
+        reuse_port=reuse_port, multiprocess_dir=multiprocess_dir,
         middleware_kwargs={"max_body_bytes": sc.max_body_bytes, "metrics": metrics,
                            "payload_logger": payload_logger})
     try:

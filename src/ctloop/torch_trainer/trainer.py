@@ -357,4 +357,8 @@ def train_torch(
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     compute_profile(train, num_cols, cat_cols, target).save(out)
+    from ctloop.fastpath.artifact import export_fast_path
+    from ctloop.train import FAST_PATH_CHECK_ROWS
+
+    manifest["fast_path"] = export_fast_path(out, train.head(FAST_PATH_CHECK_ROWS))
     return manifest

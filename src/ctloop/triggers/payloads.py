@@ -90,19 +90,22 @@ def parse_trigger_request(body: bytes) -> TriggerRequest:
 
 
 def webhook_triggers(hook: WebhookV4, default_model: str) -> list[Trigger]:
-    """One trigger per model in the notification.
+    """One trigger per model (and per source) in the notification.
+
+    Alerts labelled ``trigger="performance"`` (the performance alerts) become source ``performance``;
+    the others (the drift alert) source ``alert``.
 
     The episode is the group key plus the earliest ``startsAt`` of the model's alerts: Alertmanager's
     re-sends and regroupings of the same firing alert keep both, so they get the same idempotency key;
     an alert that resolves and fires again starts a new episode.
     """
-    by_model: dict[str, list[AlertItem]] = {}
+    by_model: dict[tuple[str, str], list[AlertItem]] = {}
     for a in hook.alerts:
-        by_model.setdefault(
-            a.labels.get("model") or hook.commonLabels.get("model") or default_model, []
-        ).append(a)
+        model = a.labels.get("model") or hook.commonLabels.get("model") or default_model
+        source = "performance" if a.labels.get("trigger") == "performance" else "alert"
+        by_model.setdefault((model, source), []).append(a)
     out = []
-    for model, alerts in sorted(by_model.items()):
+    for (model, source), alerts in sorted(by_model.items()):
         firing = [a for a in alerts if a.status == "firing"]
         resolved = hook.status == "resolved" or not firing
         pick = firing or alerts
@@ -117,7 +120,7 @@ def webhook_triggers(hook: WebhookV4, default_model: str) -> list[Trigger]:
             reason += f" (drifted: {', '.join(features)})"
         out.append(
             Trigger(
-                source="alert",
+                source=source,
                 model=model,
                 episode=f"{hook.groupKey}|{start}",
                 reason=reason,

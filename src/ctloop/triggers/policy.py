@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ctloop.config import TriggersConfig
 from ctloop.triggers.ledger import Ledger, utcnow
 
-SOURCES = ("alert", "schedule", "volume", "manual")
+SOURCES = ("alert", "schedule", "volume", "manual", "performance")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Trigger:
     """One request to retrain.
 
     Attributes:
-        source: ``alert``, ``schedule``, ``volume`` or ``manual``.
+        source: ``alert`` (drift), ``performance``, ``schedule``, ``volume`` or ``manual``.
         model: The model it is for.
         episode: What identifies the episode (alert group key + start, schedule slot, ...); the
             idempotency key is derived from it deterministically.

@@ -38,11 +38,13 @@ class AlertRule:
     model: str
     threshold: float
     for_: str
+    namespace: str = "ctloop"
 
     @property
     def expr(self) -> str:
-        """The PromQL expression."""
-        return f'max by (model) ({DRIFT_METRIC}{{model="{self.model}"}}) >= {self.threshold:g}'
+        """The PromQL expression; it keeps ``namespace`` so that the Prometheus Operator's
+        ``OnNamespace`` matcher on the AlertmanagerConfig's route matches the alert."""
+        return f'max by (namespace, model) ({DRIFT_METRIC}{{model="{self.model}"}}) >= {self.threshold:g}'
 
     def rule(self) -> dict[str, Any]:
         """The rule as it appears in a Prometheus rule group."""
@@ -50,7 +52,8 @@ class AlertRule:
             "alert": ALERT_NAME,
             "expr": self.expr,
             "for": self.for_,
-            "labels": {"severity": "warning", "ctloop": "retrain", "model": self.model},
+            "labels": {"severity": "warning", "ctloop": "retrain", "model": self.model,
+                       "namespace": self.namespace},
             "annotations": {
                 "summary": f"drift share of {self.model} is {{{{ $value | humanizePercentage }}}} "
                 f"(threshold {self.threshold:g})",
@@ -66,20 +69,24 @@ class AlertRule:
 
 def alert_rule(cfg: ProjectConfig) -> AlertRule:
     """The drift alert rule from ``drift.drift_share_alert`` and ``drift.alert_for``."""
-    return AlertRule(cfg.name, cfg.drift.drift_share_alert, cfg.drift.alert_for)
+    return AlertRule(cfg.name, cfg.drift.drift_share_alert, cfg.drift.alert_for, cfg.deploy.namespace)
 
 
 def rule_groups(cfg: ProjectConfig) -> dict[str, Any]:
-    """The ``groups:`` document shared by the PrometheusRule and the plain rules file."""
-    return {
-        "groups": [
-            {
-                "name": f"ctloop-{cfg.name}",
-                "interval": cfg.triggers.evaluation_interval,
-                "rules": [alert_rule(cfg).rule()],
-            }
-        ]
-    }
+    """The ``groups:`` document shared by the PrometheusRule and the plain rules file: the drift alert,
+    then the performance alerts of :mod:`ctloop.triggers.performance` (their own group)."""
+    from ctloop.triggers.performance import performance_group
+
+    groups = [
+        {
+            "name": f"ctloop-{cfg.name}",
+            "interval": cfg.triggers.evaluation_interval,
+            "rules": [alert_rule(cfg).rule()],
+        }
+    ]
+    if (perf := performance_group(cfg)) is not None:
+        groups.append(perf)
+    return {"groups": groups}
 
 
 def _cluster_endpoint(cfg: ProjectConfig) -> str:
@@ -138,7 +145,7 @@ def prometheus_rule_crd(cfg: ProjectConfig) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": {"name": f"{cfg.name}-drift", "labels": _labels(cfg)},
+        "metadata": {"name": f"{cfg.name}-drift", "namespace": cfg.deploy.namespace, "labels": _labels(cfg)},
         "spec": rule_groups(cfg),
     }
 
@@ -149,7 +156,7 @@ def alertmanager_config_crd(cfg: ProjectConfig) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1alpha1",
         "kind": "AlertmanagerConfig",
-        "metadata": {"name": f"{cfg.name}-triggers", "labels": _labels(cfg)},
+        "metadata": {"name": f"{cfg.name}-triggers", "namespace": cfg.deploy.namespace, "labels": _labels(cfg)},
         "spec": {
             "route": {
                 "receiver": RECEIVER,

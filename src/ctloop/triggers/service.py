@@ -1,5 +1,6 @@
 """The trigger service: policy + ledger + submitter, and the background loop (schedule, volume,
-embedded evaluator, run outcomes, crash recovery). The watcher owns one and mounts its routes."""
+embedded evaluators of the drift and performance alerts, run outcomes, crash recovery). The watcher
+owns one and mounts its routes."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from ctloop.config import ProjectConfig
 from ctloop.errors import ConfigError, CtloopError, SubmitError
+from ctloop.quality.types import PerformanceSnapshot
 from ctloop.triggers.ledger import Ledger, LedgerRow, utcnow
 from ctloop.triggers.orchestrators import ORCHESTRATORS, orchestrator_submitter
+from ctloop.triggers.performance import PerformanceEvaluator, performance_rule
 from ctloop.triggers.policy import Decision, Policy, Trigger
 from ctloop.triggers.rules import (
     DETECTED_METRIC,
@@ -96,6 +99,7 @@ class TriggerService:
     _next_schedule: dt.datetime | None = None
     _next_volume: dt.datetime | None = None
     _next_eval: dt.datetime | None = None
+    performance_evaluator: PerformanceEvaluator | None = None
 
     @classmethod
     def create(
@@ -105,6 +109,7 @@ class TriggerService:
         submitter: Submitter | Callable[[TriggerService], Submitter] | None = None,
         drift_registry: CollectorRegistry | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        performance: Callable[[], PerformanceSnapshot | None] | None = None,
     ) -> TriggerService:
         """Open the ledger, check the token file, and pick the submitter from ``triggers.submitter``.
 
@@ -114,6 +119,7 @@ class TriggerService:
             submitter: A submitter, or a factory taking the service (default: from the config).
             drift_registry: The watcher's registry holding ``ctloop_drift_share`` (embedded evaluator).
             clock: Time source (tests).
+            performance: The watcher's performance snapshot (embedded evaluator of the performance alerts).
         """
         read_token(cfg.triggers.token_file)
         ledger = Ledger(cfg.triggers.ledger)
@@ -145,6 +151,10 @@ class TriggerService:
                 lambda: reg.get_sample_value(DRIFT_METRIC, {"model": cfg.name}),
                 lambda: drifted_features(reg, cfg.name),
             )
+        if not cfg.triggers.prometheus and performance is not None:
+            rule = performance_rule(cfg)
+            if rule.rules():
+                svc.performance_evaluator = PerformanceEvaluator(rule, performance)
         return svc
 
     # -- triggers ------------------------------------------------------------------------------
@@ -185,11 +195,22 @@ class TriggerService:
         )
 
     def recover(self) -> None:
-        """After a restart: submit fired triggers whose submission never happened (idempotently) and
-        ask the submitter about runs that were in flight."""
+        """After a restart: for fired triggers still ``pending`` ask the submitter whether the run
+        exists (it may have been submitted just before the crash) and submit only when it does not;
+        ask about runs that were in flight."""
         for row in self.ledger.active_rows():
             if row.run_status == "pending":
-                self._submit(row)
+                req = self._request(row)
+                try:
+                    found = self.submitter.lookup(req)
+                except SubmitError as exc:
+                    log.error("trigger #%s: cannot tell whether run %s exists: %s", row.id, req.run_id, exc)
+                    self.ledger.set_run(row.id, run_status="submit_failed", error=str(exc), now=self.clock())
+                    continue
+                if found is None:
+                    self._submit(row)
+                else:
+                    self.record_update(req, found, only_if_pending=True)
             else:
                 self._poll(row)
 
@@ -228,11 +249,14 @@ class TriggerService:
                 trig = None
             if trig is not None:
                 out.append(self.handle(trig))
-        if self.evaluator is not None and (self._next_eval is None or now >= self._next_eval):
+        due = self._next_eval is None or now >= self._next_eval
+        if due and (self.evaluator is not None or self.performance_evaluator is not None):
             self._next_eval = now + dt.timedelta(seconds=duration_seconds(t.evaluation_interval))
-            trig = self.evaluator.evaluate(now)
+            trig = self.evaluator.evaluate(now) if self.evaluator is not None else None
             if trig is not None:
                 out.append(self.handle(trig))
+            if self.performance_evaluator is not None:
+                out.extend(self.handle(p) for p in self.performance_evaluator.evaluate(now))
         for row in self.ledger.active_rows():
             if row.run_status != "pending":
                 self._poll(row)
@@ -276,6 +300,7 @@ class TriggerService:
             **self.policy.status(self.cfg.name),
             "submitter": self.submitter.name,
             "embedded_evaluator": self.evaluator is not None,
+            "embedded_performance_evaluator": self.performance_evaluator is not None,
             "ledger": str(self.ledger.path),
             "triggers": [r.to_dict() for r in self.ledger.rows(limit=limit)],
         }

@@ -28,7 +28,7 @@ class VolumeCount:
 
 def champion_watermark(cfg: ProjectConfig) -> tuple[int | None, str | None]:
     """The champion version and the last data day it was trained on (``None`` without a champion)."""
-    reg = Registry(cfg.registry.uri, cfg.name)
+    reg = Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
     version = reg.alias("champion")
     if version is None:
         return None, None

@@ -3,14 +3,17 @@
 ``local`` runs the training pipeline under the KFP local runner in one worker process, one run at a
 time; ``kfp`` submits the compiled pipeline to a KFP API server with ``kfp.Client``. Both are
 idempotent on the run id (derived from the trigger's idempotency key): submitting the same run twice
-(e.g. when recovering after a crash) starts it once.
+(e.g. when recovering after a crash) starts it once. Recovery first asks :meth:`Submitter.lookup`
+whether the run already exists on the orchestrator and re-submits only when it does not.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,9 +23,12 @@ from typing import Any, Protocol
 from ctloop.config import ProjectConfig
 from ctloop.errors import SubmitError
 
+log = logging.getLogger(__name__)
+
 FINAL_STATUSES = (
     "succeeded",
     "rejected",
+    "unchanged",
     "data_rejected",
     "config_error",
     "failed",
@@ -81,7 +87,8 @@ def _run_in_worker(config_json: str, trigger_json: str, run_id: str) -> dict[str
     from ctloop.runner import run_local
 
     result = run_local(config_from_json(config_json), trigger=json.loads(trigger_json), run_id=run_id)
-    return {"status": result.status, "version": result.version, "error": (result.error or {}).get("message")}
+    return {"status": result.status, "version": result.version,
+            "error": (result.error or {}).get("message") or result.reason}
 
 
 class LocalSubmitter:
@@ -133,18 +140,26 @@ class LocalSubmitter:
         """A run that already registered a version (e.g. before a restart)."""
         from ctloop.registry import Registry
 
-        reg = Registry(self.cfg.registry.uri, self.cfg.name)
+        reg = Registry(self.cfg.registry.uri, self.cfg.name, self.cfg.registry.single_writer)
         for v in reversed(reg.versions()):
             if reg.get(v).metadata.get("run_id") == run_id:
                 return RunUpdate("succeeded", external_id=run_id, version=v)
         return None
 
     def lookup(self, req: RunRequest) -> RunUpdate | None:
-        """The run's status if a run with req.run_id already exists on the orchestrator, else None."""
+        """Whether the run exists: queued here, registered a version, or left its run log (it started
+        before a restart and died with the previous watcher: ``interrupted``)."""
         with self._lock:
             if req.run_id in self._futures:
                 return RunUpdate("submitted", external_id=req.run_id)
-        return self._finished(req.run_id)
+        done = self._finished(req.run_id)
+        if done is not None:
+            return done
+        run_log = Path(self.cfg.kfp.pipeline_root) / "logs" / f"{req.run_id}.log"
+        if run_log.exists():
+            return RunUpdate("interrupted", external_id=req.run_id,
+                             error=f"the watcher restarted while this local run was in progress (log: {run_log})")
+        return None
 
     def poll(self, req: RunRequest, external_id: str | None) -> RunUpdate | None:
         """Runs this process started report through the callback; a run left over from before a
@@ -178,10 +193,37 @@ KFP_STATES = {
 }
 
 
+TRANSIENT_HTTP = (429, 500, 502, 503, 504)
+
+
+def _transient(exc: Exception) -> bool:
+    """A 429/5xx answer or a dropped connection: worth retrying."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status in TRANSIENT_HTTP
+    return isinstance(exc, OSError) or type(exc).__name__ in ("MaxRetryError", "ProtocolError",
+                                                               "NewConnectionError")
+
+
+def _brief(exc: Exception) -> str:
+    """One line about an error (the KFP client's HTTP errors carry headers and body in ``str``)."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class KfpSubmitter:
-    """Submits the compiled pipeline to KFP (``kfp.Client``), with a deterministic run name."""
+    """Submits the compiled pipeline to KFP (``kfp.Client``), with a deterministic run name.
+
+    Transient answers (429, 5xx, dropped connections) are retried ``attempts`` times with a doubling
+    backoff; a create that failed that way is retried only after a lookup by name finds no run, so a
+    run whose creation succeeded but whose answer was lost is not created twice.
+    """
 
     name = "kfp"
+    attempts = 4
+    backoff_s = 0.2
 
     def __init__(self, cfg: ProjectConfig, pipeline_file: str | Path, client: Any = None) -> None:
         if client is None and not cfg.kfp.host:
@@ -209,55 +251,78 @@ class KfpSubmitter:
         flt = json.dumps(
             {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": run_id}]}
         )
-        try:
-            resp = self.client.list_runs(page_size=5, filter=flt)
-        except Exception as exc:
-            raise SubmitError(f"kfp {self.cfg.kfp.host}: cannot list runs ({exc})") from exc
+        resp = self._call(lambda: self.client.list_runs(page_size=5, filter=flt), "cannot list runs")
         runs = [r for r in (resp.runs or []) if r.display_name == run_id]
         return runs[0] if runs else None
 
+    def _call(self, fn: Callable[[], Any], what: str) -> Any:
+        """``fn()``, retried on transient errors; SubmitError naming ``what`` when it keeps failing."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn()
+            except Exception as exc:
+                if attempt == self.attempts or not _transient(exc):
+                    raise SubmitError(f"kfp {self.cfg.kfp.host}: {what} ({_brief(exc)}) after {attempt} "
+                                      f"attempt(s)") from exc
+                log.warning("kfp %s: %s (%s); retrying", self.cfg.kfp.host, what, _brief(exc))
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _update(run: Any) -> RunUpdate:
+        status = KFP_STATES.get(str(run.state), "submitted")
+        err = None
+        if status == "failed" and getattr(run, "error", None) is not None:
+            err = str(getattr(run.error, "message", None) or run.error)
+        return RunUpdate(status, external_id=run.run_id, error=err)
+
     def lookup(self, req: RunRequest) -> RunUpdate | None:
-        """The run's status if a run with req.run_id already exists on the orchestrator, else None."""
-        existing = self.find(req.run_id)
-        if existing is None:
-            return None
-        return RunUpdate(KFP_STATES.get(str(existing.state), "submitted"), external_id=existing.run_id)
+        """The run named ``req.run_id`` on the KFP server, mapped to a ledger status, or None."""
+        run = self.find(req.run_id)
+        return None if run is None else self._update(run)
 
     def submit(self, req: RunRequest) -> RunUpdate:
         """Create the run unless one with the same name exists (then report that one)."""
-        existing = self.find(req.run_id)
+        existing = self.lookup(req)
         if existing is not None:
-            return RunUpdate(KFP_STATES.get(str(existing.state), "submitted"), external_id=existing.run_id)
+            return existing
         args = {
             "config_json": self.cfg.to_json(),
             "trigger_json": json.dumps(req.trigger, sort_keys=True),
             "run_id": req.run_id,
             "cutoff_date": "",
         }
-        try:
-            res = self.client.create_run_from_pipeline_package(
-                self.pipeline_file,
-                arguments=args,
-                run_name=req.run_id,
-                experiment_name=self.cfg.kfp.experiment,
-            )
-        except Exception as exc:
-            raise SubmitError(f"kfp {self.cfg.kfp.host}: cannot create run {req.run_id} ({exc})") from exc
-        return RunUpdate("submitted", external_id=res.run_id)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                res = self.client.create_run_from_pipeline_package(
+                    self.pipeline_file,
+                    arguments=args,
+                    run_name=req.run_id,
+                    experiment_name=self.cfg.kfp.experiment,
+                )
+                return RunUpdate("submitted", external_id=res.run_id)
+            except Exception as exc:
+                if attempt == self.attempts or not _transient(exc):
+                    raise SubmitError(f"kfp {self.cfg.kfp.host}: cannot create run {req.run_id} "
+                                      f"({_brief(exc)}) after {attempt} attempt(s)") from exc
+                log.warning("kfp %s: creating run %s: %s; retrying", self.cfg.kfp.host, req.run_id,
+                            _brief(exc))
+            time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            existing = self.lookup(req)  # the server may have created it before the answer was lost
+            if existing is not None:
+                return existing
+        raise AssertionError("unreachable")
 
     def poll(self, req: RunRequest, external_id: str | None) -> RunUpdate | None:
         """The KFP run's state, mapped to ledger statuses."""
         if not external_id:
             return None
         try:
-            run = self.client.get_run(external_id)
-        except Exception:
+            run = self._call(lambda: self.client.get_run(external_id), f"cannot read run {external_id}")
+        except SubmitError as exc:
+            log.warning("%s", exc)
             return None
-        status = KFP_STATES.get(str(run.state), "submitted")
-        err = None
-        if status == "failed" and getattr(run, "error", None) is not None:
-            err = str(getattr(run.error, "message", run.error))
-        return RunUpdate(status, external_id=external_id, error=err)
+        return self._update(run)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -1,4 +1,5 @@
-"""The watcher's ASGI app (Starlette): ``POST /events``, ``GET /metrics``, ``GET /healthz``, ``GET /status``.
+"""The watcher's ASGI app (Starlette): ``POST /events``, ``GET /metrics``, ``GET /healthz``, ``GET /status``,
+and ``POST /labels`` when a :class:`~ctloop.quality.monitor.QualityMonitor` is given.
 
 Other features mount their routes on the same service through ``build_app(extra_routes=...)`` and read
 the shared :class:`~ctloop.watcher.state.WatcherState` from ``request.app.state.watcher`` (champion
@@ -20,7 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ctloop.config import ProjectConfig
-from ctloop.errors import EventError
+from ctloop.errors import EventError, StoreError
+from ctloop.quality.monitor import QualityMonitor
 from ctloop.watcher.events import parse_events
 from ctloop.watcher.metrics import WatcherMetrics
 from ctloop.watcher.state import WatcherState
@@ -53,6 +55,7 @@ def build_app(
     state: WatcherState | None = None,
     status_extras: dict[str, Callable[[], Any]] | None = None,
     follow_champion: bool = True,
+    quality: QualityMonitor | None = None,
 ) -> Starlette:
     """Build the watcher app.
 
@@ -63,8 +66,12 @@ def build_app(
         state: A prepared state (tests); built from ``cfg`` when omitted.
         status_extras: Named callables whose results are added to ``GET /status``.
         follow_champion: Poll the champion alias every ``drift.poll_seconds`` while running.
+        quality: The prediction store and performance side; with it, responses' predictions are
+            stored and ``POST /labels`` is served.
     """
-    st = state or WatcherState(cfg, WatcherMetrics(metrics_registry, cfg.name))
+    st = state or WatcherState(cfg, WatcherMetrics(metrics_registry, cfg.name), quality=quality)
+    quality = st.quality
+    id_column = cfg.data.id_column
     extras = dict(status_extras or {})
     limit = cfg.drift.max_body_bytes
 
@@ -82,11 +89,16 @@ def build_app(
                                 status_code=202)
         ref = mon.reference
         try:
-            parsed = parse_events(request.headers, body, ref.numeric, ref.categorical)
+            extra = quality.slice_columns if quality is not None else ()
+            parsed = parse_events(request.headers, body, st.derived.inputs(list(ref.numeric)), ref.categorical,
+                                  extra, id_column)
             summary = st.ingest(parsed)
         except EventError as exc:
             st.count("malformed")
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except StoreError as exc:  # not acknowledged: the sender may retry
+            log.error("prediction store write failed: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=503)
         return JSONResponse(summary, status_code=202)
 
     async def metrics(_: Request) -> Response:
@@ -120,6 +132,10 @@ def build_app(
         Route("/status", status, methods=["GET"]),
         *(extra_routes or []),
     ]
+    if quality is not None:
+        from ctloop.watcher.labels import label_routes
+
+        routes += label_routes(quality, cfg.triggers.token_file, cfg.monitoring.labels.max_body_bytes)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.watcher = st
     app.state.metrics_registry = metrics_registry

@@ -39,10 +39,14 @@ class PayloadEvent:
     rows: int = 0
     columns: dict[str, Any] = field(default_factory=dict)
     predictions: np.ndarray | None = None
+    ids: list[str] | None = None
+    labels: np.ndarray | None = None
+    version: int | None = None
 
 
 def parse_events(headers: Mapping[str, str], body: bytes, numeric: Sequence[str],
-                 categorical: Sequence[str]) -> list[PayloadEvent]:
+                 categorical: Sequence[str], extra: Sequence[str] = (),
+                 id_column: str = "id") -> list[PayloadEvent]:
     """Parse an HTTP delivery (binary, structured or batched CloudEvents) into payload events.
 
     Args:
@@ -50,12 +54,15 @@ def parse_events(headers: Mapping[str, str], body: bytes, numeric: Sequence[str]
         body: The raw body.
         numeric: The model's numeric features (row-format inputs are ordered numeric, then categorical).
         categorical: The model's categorical features.
+        extra: More columns to pick from requests when present (the gate's slice columns).
+        id_column: The row id input (``data.id_column``), accepted and ignored in requests.
 
     Raises:
         EventError: Naming what is wrong (missing ``ce-*`` attribute, bad JSON, unknown body layout ...).
     """
     h = {k.lower(): v for k, v in headers.items()}
     features = list(numeric) + list(categorical)
+    extras = [c for c in dict.fromkeys(extra) if c not in features]
     if h.get("content-type", "").split(";")[0].strip().lower() == BATCH_CONTENT_TYPE:
         try:
             items = json.loads(body)
@@ -71,7 +78,7 @@ def parse_events(headers: Mapping[str, str], body: bytes, numeric: Sequence[str]
                 events.append(from_dict(item))
             except GenericException as exc:
                 raise EventError(f"batched CloudEvents: item {i}: {exc}") from exc
-        return [_to_payload(e, features, len(numeric)) for e in events]
+        return [_to_payload(e, features, len(numeric), extras, id_column) for e in events]
     if "ce-id" not in h and "application/cloudevents" not in h.get("content-type", ""):
         raise EventError("not a CloudEvent: missing ce-id header (binary mode) and not "
                          "application/cloudevents+json (structured mode)")
@@ -79,10 +86,11 @@ def parse_events(headers: Mapping[str, str], body: bytes, numeric: Sequence[str]
         event = from_http(h, body)
     except GenericException as exc:
         raise EventError(f"invalid CloudEvent: {exc}") from exc
-    return [_to_payload(event, features, len(numeric))]
+    return [_to_payload(event, features, len(numeric), extras, id_column)]
 
 
-def _to_payload(event: CloudEvent, features: list[str], n_numeric: int) -> PayloadEvent:
+def _to_payload(event: CloudEvent, features: list[str], n_numeric: int, extras: list[str],
+                id_column: str) -> PayloadEvent:
     ctype = event.get("type")
     eid = str(event.get("id") or "")
     if not eid:
@@ -97,18 +105,24 @@ def _to_payload(event: CloudEvent, features: list[str], n_numeric: int) -> Paylo
     if not isinstance(data, dict):
         raise EventError(f"event {eid}: body must be a JSON object, got {type(data).__name__}")
     if ctype == REQUEST_TYPE:
-        rows, cols = request_columns(data, features, n_numeric, eid)
+        rows, cols = request_columns(data, features, n_numeric, eid, extras, id_column)
         return PayloadEvent(eid, "request", model, rows=rows, columns=cols)
     if ctype == RESPONSE_TYPE:
         preds = response_predictions(data, eid)
-        return PayloadEvent(eid, "response", model, rows=int(preds.size), predictions=preds)
+        ids, labels, version = response_extras(data, int(preds.size), eid)
+        return PayloadEvent(eid, "response", model, rows=int(preds.size), predictions=preds, ids=ids,
+                            labels=labels, version=version)
     raise EventError(f"event {eid}: unsupported ce-type {ctype!r} (expected {REQUEST_TYPE!r} or "
                      f"{RESPONSE_TYPE!r})")
 
 
 def request_columns(body: dict[str, Any], features: list[str], n_numeric: int,
-                    where: str = "request") -> tuple[int, dict[str, Any]]:
+                    where: str = "request", extras: Sequence[str] = (),
+                    id_column: str = "id") -> tuple[int, dict[str, Any]]:
     """Rows of a V1 or V2 request body as ``(row count, {feature: values})``.
+
+    Records and named V2 inputs also give the ``extras`` columns when present; the ``id_column`` input
+    of a V2 request is accepted and left out.
 
     Raises:
         EventError: When the layout is not V1/V2 or does not match the model's features.
@@ -121,9 +135,13 @@ def request_columns(body: dict[str, Any], features: list[str], n_numeric: int,
             return 0, {}
         if all(isinstance(r, dict) for r in inst):
             if len(inst) <= SMALL_RECORDS:  # a frame costs more than it saves on a few rows
-                return len(inst), {c: [r.get(c) for r in inst] for c in features}
+                cols = {c: [r.get(c) for r in inst] for c in features}
+                for c in extras:
+                    if c in inst[0]:
+                        cols[c] = [r.get(c) for r in inst]
+                return len(inst), cols
             frame = pd.DataFrame.from_records(inst)
-            return len(inst), {c: frame[c].to_numpy() for c in features if c in frame.columns}
+            return len(inst), {c: frame[c].to_numpy() for c in [*features, *extras] if c in frame.columns}
         if all(isinstance(r, list) for r in inst):
             return _rows(inst, features, where)
         raise EventError(f"{where}: 'instances' must be all objects (records) or all lists (rows)")
@@ -132,9 +150,11 @@ def request_columns(body: dict[str, Any], features: list[str], n_numeric: int,
         if not isinstance(inputs, list) or not all(isinstance(t, dict) for t in inputs):
             raise EventError(f"{where}: V2 'inputs' must be a list of tensors "
                              "({'name', 'shape', 'datatype', 'data'})")
-        named = {str(t.get("name")): t for t in inputs}
-        if inputs and set(named) <= set(features):
-            cols, rows = {}, None
+        named = {str(t.get("name")): t for t in inputs if t.get("name") != id_column}
+        allowed = {*features, *extras}
+        if named and set(named) <= allowed:
+            tensors: dict[str, Any] = {}
+            rows = None
             for name, t in named.items():
                 arr = _tensor(t, where)
                 if arr.ndim == 2 and arr.shape[1] == 1:
@@ -144,13 +164,14 @@ def request_columns(body: dict[str, Any], features: list[str], n_numeric: int,
                 if rows is not None and arr.shape[0] != rows:
                     raise EventError(f"{where}: V2 input {name!r} has {arr.shape[0]} rows, others {rows}")
                 rows = arr.shape[0]
-                cols[name] = arr
-            return int(rows or 0), cols
-        if len(inputs) == 1:
-            arr = _tensor(inputs[0], where)
+                tensors[name] = arr
+            return int(rows or 0), tensors
+        if len(named) == 1:
+            only = next(iter(named.values()))
+            arr = _tensor(only, where)
             if arr.ndim == 2 and arr.shape[1] == len(features):
                 return _rows(arr, features, where)
-            raise EventError(f"{where}: V2 input {inputs[0].get('name')!r} must have shape "
+            raise EventError(f"{where}: V2 input {only.get('name')!r} must have shape "
                              f"[rows, {len(features)}] (features {features})")
         unknown = sorted(set(named) - set(features))
         raise EventError(f"{where}: V2 inputs {unknown} are not model features {features}")
@@ -183,6 +204,36 @@ def response_predictions(body: dict[str, Any], where: str = "response") -> np.nd
     if arr.ndim != 1:
         raise EventError(f"{where}: predictions must be one score per row (or [p0, p1] pairs)")
     return arr.astype(float)
+
+
+def response_extras(body: dict[str, Any], rows: int,
+                    where: str = "response") -> tuple[list[str] | None, np.ndarray | None, int | None]:
+    """Prediction ids, predicted labels and model version of a V1/V2 response, each ``None`` when absent.
+
+    Raises:
+        EventError: When ids or labels are present but do not hold one value per row.
+    """
+    ids: Any = None
+    labels: Any = None
+    if "predictions" in body:
+        ids, labels = body.get("ids"), body.get("labels")
+    else:
+        for t in body.get("outputs") or []:
+            if isinstance(t, dict) and t.get("name") == "id":
+                ids = t.get("data")
+            elif isinstance(t, dict) and t.get("name") == "label":
+                labels = t.get("data")
+    if ids is not None:
+        if not isinstance(ids, list) or len(ids) != rows:
+            raise EventError(f"{where}: 'ids' must hold one id per prediction ({rows})")
+        ids = [str(i) for i in ids]
+    if labels is not None:
+        if not isinstance(labels, list) or len(labels) != rows:
+            raise EventError(f"{where}: 'labels' must hold one label per prediction ({rows})")
+        labels = _numbers(labels, where, "labels").astype("int64")
+    raw = body.get("model_version")
+    version = int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else None
+    return ids, labels, version
 
 
 def _rows(rows: Any, features: list[str], where: str) -> tuple[int, dict[str, Any]]:

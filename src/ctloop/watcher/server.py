@@ -16,7 +16,8 @@ log = logging.getLogger("ctloop.watcher")
 
 def build_service(cfg: ProjectConfig, metrics_registry: CollectorRegistry,
                   triggers: bool | None = None) -> tuple[Any, Any]:
-    """Build the watcher app and, when enabled, the trigger service mounted on it.
+    """Build the watcher app (with the prediction store and ``POST /labels``) and, when enabled, the
+    trigger service mounted on it.
 
     Args:
         cfg: The project config.
@@ -27,6 +28,9 @@ def build_service(cfg: ProjectConfig, metrics_registry: CollectorRegistry,
     Returns:
         ``(app, trigger_service_or_None)``; the caller starts and stops the trigger service.
     """
+    from ctloop.quality.monitor import QualityMonitor, open_store
+
+    quality = QualityMonitor(cfg, open_store(cfg), metrics_registry)
     svc = None
     if triggers is None:
         triggers = Path(cfg.triggers.token_file).is_file()
@@ -37,10 +41,12 @@ def build_service(cfg: ProjectConfig, metrics_registry: CollectorRegistry,
         from ctloop.triggers.api import routes
         from ctloop.triggers.service import TriggerService
 
-        svc = TriggerService.create(cfg, registry=metrics_registry, drift_registry=metrics_registry)
-        app = build_app(cfg, metrics_registry, extra_routes=routes(svc), status_extras={"triggers": svc.status})
+        svc = TriggerService.create(cfg, registry=metrics_registry, drift_registry=metrics_registry,
+                                    performance=quality.snapshot)
+        app = build_app(cfg, metrics_registry, extra_routes=routes(svc), status_extras={"triggers": svc.status},
+                        quality=quality)
     else:
-        app = build_app(cfg, metrics_registry)
+        app = build_app(cfg, metrics_registry, quality=quality)
     return app, svc
 
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,11 @@ from ctloop.config import ProjectConfig
 from ctloop.drift import DriftMonitor, Evaluation, FeatureScore, Reference
 from ctloop.errors import CtloopError, DriftError
 from ctloop.profile import Profile
+from ctloop.quality.calibration import Calibration
+from ctloop.quality.monitor import QualityMonitor
+from ctloop.quality.types import PerformanceSnapshot
 from ctloop.registry import Registry
+from ctloop.watcher.derived import Derived
 from ctloop.watcher.events import PayloadEvent
 from ctloop.watcher.metrics import WatcherMetrics
 
@@ -57,19 +62,30 @@ def load_reference(model_dir: str | Path) -> Reference:
     return Reference.from_profile(profile, numeric, categorical)
 
 
+def _calibration(model_dir: str | Path) -> Calibration | None:
+    """The holdout calibration in the version's profile (``None`` for v1 profiles: raw scores are used)."""
+    try:
+        return Profile.load(model_dir).calibration
+    except CtloopError:
+        return None
+
+
 class WatcherState:
     """Everything the watcher's routes share. Thread-safe: one lock guards the monitor."""
 
-    def __init__(self, cfg: ProjectConfig, metrics: WatcherMetrics, registry: Registry | None = None) -> None:
+    def __init__(self, cfg: ProjectConfig, metrics: WatcherMetrics, registry: Registry | None = None,
+                 quality: QualityMonitor | None = None) -> None:
         self.cfg = cfg
+        self.quality = quality
         self.metrics = metrics
-        self.registry = registry or Registry(cfg.registry.uri, cfg.name)
+        self.registry = registry or Registry(cfg.registry.uri, cfg.name, cfg.registry.single_writer)
         self.lock = threading.RLock()
         self.champion: Champion | None = None
         self.monitor: DriftMonitor | None = None
+        self.derived = Derived()
         self.last_reload_error: str | None = None
         self.started_at = time.time()
-        self._pending: OrderedDict[str, int] = OrderedDict()
+        self._pending: OrderedDict[str, tuple[int, dict[str, Sequence[Any]]]] = OrderedDict()
         self.counts: dict[str, int] = {}
 
     @property
@@ -118,18 +134,36 @@ class WatcherState:
         try:
             model_dir = self.registry.local_model_dir(version)
             monitor = DriftMonitor(load_reference(model_dir), self.cfg.drift)
-        except CtloopError as exc:
+            derived = Derived.load(model_dir)
+        except (CtloopError, ValueError) as exc:
             self._failed(f"version {version}: {exc}")
             return False
         with self.lock:
             self.champion = Champion(version, alias_id, str(model_dir))
             self.monitor = monitor
+            self.derived = derived
             self._pending.clear()
             self.last_reload_error = None
             self.metrics.reset(version, list(monitor.reference.features))
         self.metrics.reloads.labels("loaded").inc()
+        if self.quality is not None:
+            self.quality.set_version(version, self._reference_metrics(version), _calibration(model_dir))
         log.info("watching %s version %d (%d features)", self.model, version, len(monitor.reference.features))
         return True
+
+    def _reference_metrics(self, version: int) -> dict[str, float]:
+        try:
+            metrics = self.registry.get(version).metadata.get("metrics") or {}
+        except CtloopError as exc:
+            log.warning("version %d: no holdout metrics for the reference performance (%s)", version, exc)
+            return {}
+        return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+
+    def performance_snapshot(self) -> PerformanceSnapshot:
+        """Model quality of the serving version (realized, estimated, reference); empty without a store."""
+        if self.quality is None:
+            return PerformanceSnapshot(model=self.model, version=self.version)
+        return self.quality.snapshot()
 
     def _failed(self, message: str) -> None:
         self.last_reload_error = message
@@ -153,7 +187,7 @@ class WatcherState:
                 elif mon is None:
                     todo.append((ev, "no_reference"))
                 elif ev.kind == "request":
-                    todo.append((ev, mon.reference.prepare(ev.columns, ev.rows)))
+                    todo.append((ev, mon.reference.prepare(self.derived.add(ev.columns, ev.rows), ev.rows)))
                 else:
                     assert ev.predictions is not None
                     todo.append((ev, mon.check_predictions(ev.predictions)))
@@ -169,20 +203,38 @@ class WatcherState:
                     for e in evals:
                         self.metrics.observe(e)
                     out["windows"] += len(evals)
-                    self._remember(ev.id, ev.rows)
+                    self._remember(ev.id, ev.rows, self._slices_of(ev))
                 else:
                     for s in mon.ingest_predictions(item):
                         self.metrics.observe_prediction(s)
                     self.metrics.rows.labels("response").inc(ev.rows)
-                    if self._pending.pop(ev.id, None) is not None:
+                    pending = self._pending.pop(ev.id, None)
+                    if pending is not None:
                         self.count("joined")
+                    self._store(ev, pending)
                 out["rows"] += ev.rows
                 out["accepted"] += 1
                 self.count("accepted")
         return out
 
-    def _remember(self, event_id: str, rows: int) -> None:
-        self._pending[event_id] = rows
+    def _slices_of(self, ev: PayloadEvent) -> dict[str, Sequence[Any]]:
+        if self.quality is None:
+            return {}
+        return {c: ev.columns[c] for c in self.quality.slice_columns if c in ev.columns}
+
+    def _store(self, ev: PayloadEvent, pending: tuple[int, dict[str, Sequence[Any]]] | None) -> None:
+        """Store a response's predictions (ids from the response, else ``<event id>-<row>``)."""
+        if self.quality is None or ev.predictions is None or self.version is None:
+            return
+        n = ev.rows
+        ids = ev.ids if ev.ids is not None else [f"{ev.id}-{i}" for i in range(n)]
+        predicted = ev.labels if ev.labels is not None else (
+            ev.predictions >= self.cfg.serving.threshold).astype("int64")
+        slices = pending[1] if pending is not None and pending[0] == n else {}
+        self.quality.record(ids, ev.version or self.version, ev.predictions, predicted, slices)
+
+    def _remember(self, event_id: str, rows: int, slices: dict[str, Sequence[Any]]) -> None:
+        self._pending[event_id] = (rows, slices)
         while len(self._pending) > self.cfg.drift.max_pending_joins:
             self._pending.popitem(last=False)
             self.count("unjoined_evicted")
@@ -198,6 +250,8 @@ class WatcherState:
                 "events": dict(self.counts),
                 "pending_joins": len(self._pending),
             }
+            if self.quality is not None:
+                doc["quality"] = self.quality.status()
             if mon is None:
                 doc["state"] = "waiting for a champion"
                 return doc
