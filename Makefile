@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-project
 PYTEST_ARGS ?=
 
-.PHONY: install test demo compile lint typecheck clean bench
+.PHONY: install test demo compile lint typecheck clean bench orchestrator-venvs test-orchestrators
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
+test: install orchestrator-venvs
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Airflow, Prefect and Dagster for the submitter tests, each in its own venv (.venv-orch/<name>, pinned
+# in tests/orchestrators/constraints-<name>.txt; reinstalled only when that file changes)
+orchestrator-venvs: install
+	$(PY) -c "from concurrent.futures import ThreadPoolExecutor as P; from tests.helpers_orchestrators import \
+	ensure_venv; list(P(4).map(ensure_venv, ('airflow', 'airflow2', 'prefect', 'dagster')))"
+
+# (b): an alert's run completes the real pipeline on each orchestrator (schedulers, workers: slow)
+test-orchestrators: orchestrator-venvs
+	$(PY) -m pytest -m orchestrators tests/e2e/test_orchestrators_pipeline.py $(PYTEST_ARGS)
 
 demo: install
 	# the closed loop on this machine: drift → alert → retrain → gate → promote → hot-swap
@@ -41,4 +51,4 @@ bench: install
 	$(PY) benchmarks/bench_pipeline.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .venv-orch

@@ -93,7 +93,7 @@ def triggers(
         )
         return
     t = Table(title=escape(f"trigger ledger {path}"))
-    for col in ("#", "received", "source", "decision", "reason", "run", "status", "version"):
+    for col in ("#", "received", "source", "decision", "reason", "run", "orchestrator run", "status", "version"):
         t.add_column(col)
     for r in rows:
         style = "green" if r.decision == "fired" else "yellow"
@@ -104,6 +104,7 @@ def triggers(
             f"[{style}]{escape(r.decision)}[/]",
             escape(r.reason),
             escape(r.run_id or "-"),
+            escape(r.external_id or "-"),
             escape(r.run_status or "-"),
             str(r.version) if r.version is not None else "-",
         )

@@ -476,6 +476,55 @@ class MonitoringConfig(_Section):
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
 
 
+class OrchestratorAuth(_Section):
+    """Credentials of an orchestrator's API, read from a file or an environment variable (never inline).
+
+    A bearer token (``token_file`` / ``token_env``) wins over a user name with a password
+    (``password_file`` / ``password_env``).
+    """
+
+    token_file: str | None = None
+    token_env: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+
+
+class AirflowTriggerConfig(OrchestratorAuth):
+    """``triggers.submitter: airflow``: DAG runs through Airflow's stable REST API."""
+
+    endpoint: str | None = Field(None, description="base URL of the Airflow API server, e.g. http://airflow:8080")
+    api_version: Literal["v1", "v2"] = Field("v2", description="v1: Airflow 2.x; v2: Airflow 3.x")
+    dag_id: str = Field("ctloop_training", min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+class PrefectTriggerConfig(OrchestratorAuth):
+    """``triggers.submitter: prefect``: flow runs of a Prefect 3 deployment."""
+
+    endpoint: str | None = Field(None, description="Prefect API URL, e.g. http://prefect:4200/api")
+    deployment: str = Field("ctloop-training/ctloop", description="<flow name>/<deployment name>")
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("deployment")
+    @classmethod
+    def _flow_slash_deployment(cls, value: str) -> str:
+        flow, _, name = value.partition("/")
+        if not flow or not name:
+            raise ValueError(f"{value!r} must be '<flow name>/<deployment name>'")
+        return value
+
+
+class DagsterTriggerConfig(OrchestratorAuth):
+    """``triggers.submitter: dagster``: runs launched through the Dagster webserver's GraphQL API."""
+
+    endpoint: str | None = Field(None, description="base URL of the Dagster webserver, e.g. http://dagster:3000")
+    job: str = Field("ctloop_training", min_length=1)
+    repository_location: str = Field("ctloop", min_length=1, description="code location name")
+    repository_name: str = Field("__repository__", min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
 class TriggersConfig(_Section):
     """Trigger policy settings (alerts, schedule, new-data volume, manual → at most one run per episode)."""
 
@@ -489,7 +538,7 @@ class TriggersConfig(_Section):
     token_file: str = "secrets/trigger-token"
     token_secret: str = "ctloop-trigger-token"
     max_body_bytes: int = Field(256 * 1024, ge=1024)
-    submitter: Literal["local", "kfp"] = "local"
+    submitter: Literal["local", "kfp", "airflow", "prefect", "dagster"] = "local"
     prometheus: bool = Field(False, description="Prometheus evaluates the rules (embedded evaluator off)")
     evaluation_interval: str = "15s"
     group_wait: str = "1s"
@@ -497,6 +546,10 @@ class TriggersConfig(_Section):
     repeat_interval: str = "4h"
     endpoint: str = "http://127.0.0.1:8090"
     cluster_endpoint: str | None = None
+    airflow: AirflowTriggerConfig = Field(default_factory=AirflowTriggerConfig)
+    prefect: PrefectTriggerConfig = Field(default_factory=PrefectTriggerConfig)
+    dagster: DagsterTriggerConfig = Field(default_factory=DagsterTriggerConfig)
+    submit_retry_seconds: float = Field(30.0, gt=0, description="wait before retrying a failed submission")
 
     @field_validator("schedule")
     @classmethod

@@ -270,3 +270,11 @@ class Ledger:
                 "SELECT decision, reason_code, COUNT(*) FROM triggers GROUP BY decision, reason_code"
             ).fetchall()
         return {f"{d}:{c}": int(n) for d, c, n in rs}
+
+    def rows_with_status(self, run_status: str) -> list[LedgerRow]:
+        """Every fired row whose run has this status, oldest first."""
+        with self._lock:
+            rs = self._conn.execute(
+                "SELECT * FROM triggers WHERE decision='fired' AND run_status=? ORDER BY id", (run_status,)
+            ).fetchall()
+        return [self._row(r) for r in rs]

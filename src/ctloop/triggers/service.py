@@ -18,6 +18,7 @@ from ctloop.config import ProjectConfig
 from ctloop.errors import ConfigError, CtloopError, SubmitError
 from ctloop.quality.types import PerformanceSnapshot
 from ctloop.triggers.ledger import Ledger, LedgerRow, utcnow
+from ctloop.triggers.orchestrators import ORCHESTRATORS, orchestrator_submitter
 from ctloop.triggers.performance import PerformanceEvaluator, performance_rule
 from ctloop.triggers.policy import Decision, Policy, Trigger
 from ctloop.triggers.rules import (
@@ -135,6 +136,8 @@ class TriggerService:
         if submitter is None:
             if cfg.triggers.submitter == "kfp":
                 svc.submitter = KfpSubmitter(cfg, default_pipeline_file())
+            elif cfg.triggers.submitter in ORCHESTRATORS:
+                svc.submitter = orchestrator_submitter(cfg)
             else:
                 svc.submitter = LocalSubmitter(cfg, svc.record_update)
         elif callable(submitter) and not hasattr(submitter, "submit"):
@@ -261,7 +264,17 @@ class TriggerService:
         for row in self.ledger.active_rows():
             if row.run_status != "pending":
                 self._poll(row)
+        self.retry_failed_submits(now)
         return out
+
+    def retry_failed_submits(self, now: dt.datetime) -> None:
+        """Submit again (idempotently) the fired triggers whose submission failed (orchestrator down,
+        auth refused) once ``triggers.submit_retry_seconds`` have passed since the last attempt."""
+        wait = dt.timedelta(seconds=self.cfg.triggers.submit_retry_seconds)
+        for row in self.ledger.rows_with_status("submit_failed"):
+            last = dt.datetime.fromisoformat(row.outcome_at) if row.outcome_at else None
+            if last is None or now - last >= wait:
+                self._submit(row)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.tick_seconds):
