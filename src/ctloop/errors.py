@@ -83,3 +83,9 @@ class LabelError(CtloopError, ValueError):
     """A batch of labels is malformed (the message names the row index); nothing of it is recorded."""
 
     exit_code = 3
+
+
+class BacktestError(ConfigError):
+    """``ctloop backtest``: a bad policy spec, date range or stream (e.g. without labels); names the bad part."""
+
+    exit_code = 2
