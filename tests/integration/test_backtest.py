@@ -95,8 +95,8 @@ def test_fixed_seed_gives_the_same_results(drift_project: Path, result: dict[str
     again = _run(drift_project, ("drift",))
 
     def stable(run: dict[str, Any]) -> Any:
-        return (run["days"], [{k: v for k, v in r.items() if k not in ("seconds", "fired_at")} for r in run["retrains"]],
-                run["suppressed"])
+        retrains = [{k: v for k, v in r.items() if k not in ("seconds", "fired_at")} for r in run["retrains"]]
+        return run["days"], retrains, run["suppressed"]
 
     first = next(r for r in result["runs"] if r["policy"] == "drift")
     assert stable(again["runs"][0]) == stable(first)

@@ -59,8 +59,8 @@ def accuracy_svg(doc: dict[str, Any]) -> str:
             if rt["day"] not in idx or acc_by_day.get(rt["day"]) is None:
                 continue
             px, py = x(idx[rt["day"]]), y(acc_by_day[rt["day"]])
-            tip = escape(f"{r['policy']}: {rt['day']} {rt['cause']} "
-                         f"{'promoted v' + str(rt['version']) if rt['promoted'] else 'rejected: ' + str(rt['rejected'])}")
+            what = f"promoted v{rt['version']}" if rt["promoted"] else f"rejected: {rt['rejected']}"
+            tip = escape(f"{r['policy']}: {rt['day']} {rt['cause']} {what}")
             if rt["promoted"]:
                 parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{c}"><title>{tip}</title></circle>')
             else:
@@ -88,7 +88,7 @@ def cost_svg(doc: dict[str, Any]) -> str:
              f'<line x1="{PAD}" y1="{h - PAD}" x2="{w - 20}" y2="{h - PAD}" stroke="#999"/>',
              f'<line x1="{PAD}" y1="14" x2="{PAD}" y2="{h - PAD}" stroke="#999"/>',
              f'<text x="{w / 2 - 60}" y="{h - 12}" font-size="12">training seconds (cost)</text>',
-             f'<text x="4" y="12" font-size="12">mean accuracy</text>',
+             '<text x="4" y="12" font-size="12">mean accuracy</text>',
              f'<text x="4" y="{y(lo) + 4:.1f}" font-size="11">{lo:.3f}</text>',
              f'<text x="4" y="{y(hi) + 4:.1f}" font-size="11">{hi:.3f}</text>']
     for n, s in enumerate(doc["summary"]):
