@@ -81,14 +81,14 @@ def cost_svg(doc: dict[str, Any]) -> str:
     w, h = 520, 320
     xs = [s["training_seconds"] for s in pts]
     lo, hi = _bounds([s["mean_accuracy"] for s in pts])
-    x = _scale(0, max(max(xs), 1e-9) * 1.1, PAD, w - 20)
-    y = _scale(lo, hi, h - PAD, 14)
+    x = _scale(0, max(max(xs), 1e-9) * 1.05, PAD, w - 110)
+    y = _scale(lo, hi, h - PAD, 24)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '
              'aria-label="cost against accuracy">',
              f'<line x1="{PAD}" y1="{h - PAD}" x2="{w - 20}" y2="{h - PAD}" stroke="#999"/>',
              f'<line x1="{PAD}" y1="14" x2="{PAD}" y2="{h - PAD}" stroke="#999"/>',
              f'<text x="{w / 2 - 60}" y="{h - 12}" font-size="12">training seconds (cost)</text>',
-             '<text x="4" y="12" font-size="12">mean accuracy</text>',
+             '<text x="4" y="12" font-size="12">mean accuracy (y) against training seconds (x)</text>',
              f'<text x="4" y="{y(lo) + 4:.1f}" font-size="11">{lo:.3f}</text>',
              f'<text x="4" y="{y(hi) + 4:.1f}" font-size="11">{hi:.3f}</text>']
     for n, s in enumerate(doc["summary"]):
