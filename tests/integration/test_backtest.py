@@ -136,3 +136,22 @@ def test_stream_without_labels_exits_2(drift_project: Path, tmp_path: Path) -> N
                 "--start", str(REPLAY_START), "--end", str(REPLAY_END), "--policy", "never")
     assert p.returncode == 2
     assert "no label column 'label'" in p.stderr
+
+
+def test_starts_from_a_registry_champion(drift_project: Path, tmp_path: Path) -> None:
+    from ctloop.backtest.run import _stream_cfg
+    from ctloop.backtest.train import retrain
+    from ctloop.errors import BacktestError
+
+    cfg = load_config(drift_project)
+    stream = str(drift_project.parent / "data")
+    made = retrain(_stream_cfg(cfg, stream, tmp_path / "reg"), REPLAY_START - dt.timedelta(days=3),
+                   tmp_path / "run", "seed-run", {"cause": "manual"})
+    assert made.promoted and made.version == 1
+    own = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": str(tmp_path / "reg")})})
+    req = BacktestRequest(stream, REPLAY_END, REPLAY_END, ("never",), champion=1)
+    raw = run_backtest(own, req)
+    assert raw["champion"] == {"source": "registry", "version": 1}
+    assert raw["runs"][0]["retrains"] == [] and raw["runs"][0]["days"][0]["accuracy"] is not None
+    with pytest.raises(BacktestError, match="--champion 7"):
+        run_backtest(own, BacktestRequest(stream, REPLAY_END, REPLAY_END, ("never",), champion=7))
