@@ -3,7 +3,8 @@
 Per day: the policy's current model scores the day's rows (realized accuracy and ROC AUC, since the replay
 knows the labels); the rows and scores go to the live drift core (:class:`~ctloop.drift.DriftMonitor`) and
 the live quality tracker (:class:`~ctloop.quality.monitor.QualityMonitor`, labels released only after the
-label delay); the policy's triggers go through the live trigger policy (:class:`~ctloop.triggers.policy.Policy`:
+label delay) — each fed where the policy's signal reads it (``drift``; ``performance`` and ``estimated``);
+the policy's triggers go through the live trigger policy (:class:`~ctloop.triggers.policy.Policy`:
 dedupe, one active run, cooldown, daily budget) with a temporary ledger. A fired run trains at the end of
 its day on data up to ``day - label_delay`` (so it never sees a label early nor a later day) and, when
 validation and the gate pass, its model serves from the next day.
@@ -35,6 +36,7 @@ from ctloop.profile import Profile
 from ctloop.quality.monitor import QualityMonitor
 from ctloop.quality.realized import realized_metrics
 from ctloop.quality.store import Label, PredictionStore
+from ctloop.quality.types import PerformanceSnapshot
 from ctloop.registry import Registry
 from ctloop.triggers.ledger import Ledger
 from ctloop.triggers.performance import ESTIMATED_ALERT, PERFORMANCE_ALERT, PerformanceEvaluator, performance_rule
@@ -91,8 +93,8 @@ def partition_files(stream: str) -> dict[dt.date, tuple[str, ...]]:
 class _Serving:
     """The policy's serving model and the live monitors that follow it."""
 
-    def __init__(self, cfg: ProjectConfig, reg: Registry, quality: QualityMonitor) -> None:
-        self.cfg, self.reg, self.quality = cfg, reg, quality
+    def __init__(self, cfg: ProjectConfig, reg: Registry, quality: QualityMonitor | None, drift: bool) -> None:
+        self.cfg, self.reg, self.quality, self.drift = cfg, reg, quality, drift
         self.version = -1
         self.model: LoadedModel | None = None
         self.monitor: DriftMonitor | None = None
@@ -107,14 +109,17 @@ class _Serving:
         model_dir = self.reg.local_model_dir(version)
         meta = self.reg.get(version).metadata
         self.version, self.model = version, load_model(model_dir)
-        self.monitor = DriftMonitor(load_reference(model_dir), self.cfg.drift)
+        if self.drift:
+            self.monitor = DriftMonitor(load_reference(model_dir), self.cfg.drift)
+        self.last_day = (meta.get("data") or {}).get("last_day")
+        if self.quality is None:
+            return True
         metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, int | float)}
         try:
             calibration = Profile.load(model_dir).calibration
         except Exception:  # noqa: BLE001 - an old profile without calibration: raw scores
             calibration = None
         self.quality.set_version(version, metrics, calibration)
-        self.last_day = (meta.get("data") or {}).get("last_day")
         return True
 
 
@@ -143,14 +148,20 @@ class PolicyReplay:
         from ctloop.quality.monitor import duration_seconds
 
         store = PredictionStore(lab.store, lab.max_predictions, duration_seconds(lab.max_delay))
-        self.quality = QualityMonitor(self.cfg, store, self.metrics)
+        # the monitors a policy's signal reads (the others would be computed and never read)
+        self.quality = QualityMonitor(self.cfg, store, self.metrics) \
+            if spec.kind in ("performance", "estimated") else None
+        self.store = store
         self.reg = Registry(self.cfg.registry.uri, self.cfg.name)
-        self.serving = _Serving(self.cfg, self.reg, self.quality)
+        self.serving = _Serving(self.cfg, self.reg, self.quality, spec.kind == "drift")
         self.drift_eval = EmbeddedEvaluator(alert_rule(self.cfg), self._drift_share, self._drifted)
-        self.perf_eval = PerformanceEvaluator(performance_rule(self.cfg), self.quality.snapshot)
+        self.perf_eval = PerformanceEvaluator(performance_rule(self.cfg), self._snapshot)
         self.pending_labels: deque[tuple[float, list[Label], float]] = deque()
         self.run = PolicyRun(spec.name, spec.kind)
         self.active: tuple[int, Trigger] | None = None
+
+    def _snapshot(self) -> PerformanceSnapshot | None:
+        return self.quality.snapshot() if self.quality is not None else None
 
     def _drift_share(self) -> float | None:
         last = self.serving.monitor.last if self.serving.monitor else None
@@ -165,7 +176,7 @@ class PolicyReplay:
     def replay_day(self, day: dt.date, frame: pd.DataFrame) -> None:
         """Score, monitor and trigger for one day; run a fired retrain at its end."""
         cfg, model = self.cfg, self.serving.model
-        assert model is not None and self.serving.monitor is not None
+        assert model is not None
         target = cfg.data.target
         if target not in frame.columns or frame[target].isna().any():
             raise BacktestError(f"--stream {self.setup.stream!r}: day {day}: no labels in column {target!r} "
@@ -186,11 +197,13 @@ class PolicyReplay:
             t_end = day0 + ((c + 1) / CHUNKS_PER_DAY) * DAY
             self.now = dt.datetime.fromtimestamp(t_end, dt.UTC)
             if b > a:
-                part = frame.iloc[a:b]
-                cols = {f: part[f].to_numpy() for f in self.serving.monitor.reference.features}
-                self.serving.monitor.ingest(cols, b - a)
-                self.serving.monitor.ingest_predictions(proba[a:b])
-                self.quality.record(ids[a:b], self.serving.version, proba[a:b], yhat[a:b], when=t_rows)
+                monitor = self.serving.monitor
+                if monitor is not None:
+                    part = frame.iloc[a:b]
+                    monitor.ingest({f: part[f].to_numpy() for f in monitor.reference.features}, b - a)
+                    monitor.ingest_predictions(proba[a:b])
+                if self.quality is not None:
+                    self.quality.record(ids[a:b], self.serving.version, proba[a:b], yhat[a:b], when=t_rows)
                 due = t_rows + self.setup.label_delay_days * DAY
                 self.pending_labels.append((due, [Label(ids[i], int(y[i]), due) for i in range(a, b)], t_rows))
             self._release_labels(t_end)
@@ -205,7 +218,8 @@ class PolicyReplay:
     def _release_labels(self, now: float) -> None:
         while self.pending_labels and self.pending_labels[0][0] <= now:
             due, labels, row_time = self.pending_labels.popleft()
-            self.quality.apply_labels(labels, now=due)
+            if self.quality is not None:
+                self.quality.apply_labels(labels, now=due)
             self.run.label_releases.append({"released_at": now, "row_time": row_time})
 
     def _signal_triggers(self) -> list[Trigger]:
@@ -267,7 +281,7 @@ class PolicyReplay:
     def close(self) -> None:
         """Close the ledger and the prediction store."""
         self.ledger.close()
-        self.quality.store.close()
+        self.store.close()
 
 
 def _f(v: float | None) -> float | None:
