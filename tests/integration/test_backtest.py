@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 REPLAY_START = START + dt.timedelta(days=8)
 REPLAY_END = START + dt.timedelta(days=15)
 DELAY = 1
-POLICIES = ("never", "schedule:1d", "drift")
+POLICIES = ("never", "schedule:1d", "drift", "performance")
 
 
 def _edit(text: str) -> str:
@@ -63,6 +63,8 @@ def test_drift_and_daily_schedule_beat_never(result: dict[str, Any]) -> None:
     assert s["drift"]["mean_accuracy"] > s["never"]["mean_accuracy"]
     assert s["schedule:1d"]["mean_accuracy"] > s["never"]["mean_accuracy"]
     assert all(r["cause"] == "drift" for r in s["drift"]["retrain_dates"])
+    assert s["performance"]["retrains"] >= 1
+    assert all(r["cause"] == "performance" for r in s["performance"]["retrain_dates"])
     assert len({d["day"] for r in result["runs"] for d in r["days"]}) == 8
 
 
