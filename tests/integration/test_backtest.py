@@ -19,7 +19,7 @@ from ctloop.backtest.run import BacktestRequest, run_backtest
 from ctloop.config import load_config
 from tests.conftest import START, make_project, run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPLAY_START = START + dt.timedelta(days=8)
 REPLAY_END = START + dt.timedelta(days=15)
