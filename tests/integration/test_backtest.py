@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPLAY_START = START + dt.timedelta(days=8)
 REPLAY_END = START + dt.timedelta(days=15)
 DELAY = 1
-POLICIES = ("never", "schedule:1d", "drift", "performance")
+ESTIMATED = "estimated:monitoring.performance.estimated_min=0.9"
+POLICIES = ("never", "schedule:1d", "drift", "performance", ESTIMATED)
 
 
 def _edit(text: str) -> str:
@@ -65,6 +66,8 @@ def test_drift_and_daily_schedule_beat_never(result: dict[str, Any]) -> None:
     assert all(r["cause"] == "drift" for r in s["drift"]["retrain_dates"])
     assert s["performance"]["retrains"] >= 1
     assert all(r["cause"] == "performance" for r in s["performance"]["retrain_dates"])
+    assert s[ESTIMATED]["retrains"] >= 1  # estimated_min 0.9 is above this model's estimated accuracy
+    assert all(r["cause"] == "performance" for r in s[ESTIMATED]["retrain_dates"])
     assert len({d["day"] for r in result["runs"] for d in r["days"]}) == 8
 
 

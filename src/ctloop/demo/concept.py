@@ -28,6 +28,7 @@ from ctloop.demo.scenario import HEADER, STREAM_DIR, DemoSettings, demo_config, 
 from ctloop.demo.stack import asgi_in_thread, free_port, model_server, prometheus_stack, wait_until
 from ctloop.errors import DemoError
 from ctloop.registry import Registry
+from ctloop.triggers.performance import performance_rule, realized_breach
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def _replay(stack: contextlib.ExitStack, root: Path, cfg: Any, s: ConceptSetting
     served: list[tuple[str, pd.DataFrame]] = []
     sent = 0
     t_cross: float | None = None
+    rule = performance_rule(cfg)
     n_days = s.clean_days + s.concept_days
     for i in range(n_days + s.label_delay_days):
         day = s.start + dt.timedelta(days=s.history_days + i)
@@ -159,11 +161,8 @@ def _replay(stack: contextlib.ExitStack, root: Path, cfg: Any, s: ConceptSetting
             snap = state.performance_snapshot()
             rec["realized_accuracy"] = snap.realized.get("accuracy")
             rec["estimated_accuracy"] = snap.estimated.get("accuracy")
-            if t_cross is None and rec["realized_accuracy"] is not None and snap.labelled >= \
-                    cfg.monitoring.performance.min_labelled and snap.reference.get("accuracy") is not None \
-                    and rec["realized_accuracy"] < snap.reference["accuracy"] - (cfg.monitoring.performance.max_drop
-                                                                                 or 0.0):
-                t_cross = time.time()
+            if t_cross is None and realized_breach(rule, snap) is not None:  # the alert's own condition
+                t_cross = rec["labels_at"]  # the closed loop starts with the labels that crossed the threshold
                 rec["events"] = _wait_for_run(svc, s.loop_timeout, res, t_cross)
         rec["drift_share"] = state.drift_share
         res.max_drift_share = max(res.max_drift_share, state.drift_share)
