@@ -59,12 +59,13 @@ def backtest(
     """Replay the stream day by day under each policy; print quality and cost, recommend a policy."""
     from ctloop.backtest.report import render_html
     from ctloop.backtest.results import build_results
-    from ctloop.backtest.run import BacktestRequest, run_backtest
+    from ctloop.backtest.run import BacktestRequest, check_request, run_backtest
     from ctloop.config import load_config
 
     cfg = load_config(config)
     req = BacktestRequest(stream, _day(start, "start"), _day(end, "end"), tuple(policy), label_delay_days,
                           gpu_hour_cost, champion, jobs, tolerance)
+    check_request(cfg, req)  # a bad spec, range or stream exits 2 before any work
     console = Console(file=sys.stderr if json_out else sys.stdout)
     n_days = (req.end - req.start).days + 1
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
