@@ -268,6 +268,9 @@ app.command("status")(status)
 from ctloop.cli_labels import labels_app  # noqa: E402
 
 app.add_typer(labels_app, name="labels")
+from ctloop.cli_backtest import backtest as _backtest  # noqa: E402
+
+app.command("backtest")(_backtest)
 
 _register_triggers(app)
 

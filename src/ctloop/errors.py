@@ -59,12 +59,16 @@ class SubmitError(TriggerError):
 
 class DeployError(CtloopError, RuntimeError):
     """A promoted version could not be delivered to serving (GitOps push, Kubernetes patch)."""
+
+
 class DriftError(CtloopError, RuntimeError):
     """The drift watcher cannot build or use its reference (profile missing, corrupt or mismatched)."""
 
 
 class EventError(CtloopError, ValueError):
     """A payload event is malformed (bad CloudEvent, unknown body layout, wrong types)."""
+
+
 class TrainingInterrupted(ModelError):
     """Training stopped on SIGTERM after writing a checkpoint; a retry resumes from it."""
 
@@ -93,6 +97,8 @@ class LabelError(CtloopError, ValueError):
 
 class FastPathError(ModelError):
     """A model cannot be compiled to the fast inference path (it is served on the reference path)."""
+
+
 class ArtifactIntegrityError(RegistryError, ModelError):
     """A model artifact does not match the digest recorded for it; it was not deserialised."""
 
@@ -104,3 +110,9 @@ class PartitionTypeError(DataError):
     def __init__(self, message: str, mismatches: list[dict[str, str]]) -> None:
         super().__init__(message)
         self.mismatches = mismatches
+
+
+class BacktestError(ConfigError):
+    """``ctloop backtest``: a bad policy spec, date range or stream (e.g. without labels); names the bad part."""
+
+    exit_code = 2

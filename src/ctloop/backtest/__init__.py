@@ -1,0 +1,1 @@
+"""``ctloop backtest``: replay a labelled stream under retraining policies and compare quality and cost."""
