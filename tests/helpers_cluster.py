@@ -20,6 +20,7 @@ from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "churn"
+MANIFESTS = ROOT / "manifests"  # the reference project's rendered GitOps tree (top level)
 CORE_GROUPS = ("", "apps", "batch", "policy", "rbac.authorization.k8s.io", "networking.k8s.io")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
 

@@ -68,3 +68,9 @@ def test_drift_alert_matches_the_operator_generated_route(tmp_path: Path) -> Non
     assert _route(f, {k: v for k, v in alert.items() if k != "namespace"}) == "null"
     assert _route(f, {**alert, "namespace": "other"}) == "null"
     assert alert_rule(cfg).namespace == ns
+    # every retraining alert the rule groups render (drift, performance) matches the same route
+    alerts = [r for g in rule_crd["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert {r["alert"] for r in alerts} >= {"CtloopDriftShareHigh", "CtloopPerformanceDrop"}
+    receiver = f"{ns}/{am_crd['metadata']['name']}/ctloop-watcher"
+    for r in alerts:
+        assert _route(f, {"alertname": r["alert"], **r["labels"]}) == receiver, r["alert"]

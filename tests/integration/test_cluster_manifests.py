@@ -17,6 +17,7 @@ from ctloop.render import render_files
 from tests.conftest import require_binary, run_cli, tree_bytes
 from tests.helpers_cluster import (
     EXAMPLE,
+    MANIFESTS,
     find,
     is_core,
     kustomize,
@@ -50,7 +51,7 @@ def test_committed_example_manifests_equal_rendered(tmp_path: Path) -> None:
     out = tmp_path / "manifests"
     proc = run_cli("manifests", "render", "--config", str(EXAMPLE / "ctloop.yaml"), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    committed, fresh = tree_bytes(EXAMPLE / "manifests"), tree_bytes(out)
+    committed, fresh = tree_bytes(MANIFESTS), tree_bytes(out)  # the top-level manifests/
     assert sorted(committed) == sorted(fresh), "committed and rendered file sets differ: re-render"
     stale = [p for p in fresh if committed[p] != fresh[p]]
     assert not stale, f"stale committed manifests (run `ctloop manifests render`): {stale}"

@@ -24,7 +24,7 @@ PERF = 'ctloop_model_performance{{model="churn",version="{v}",metric="accuracy",
 LABELLED = 'ctloop_labelled_predictions{{model="churn",version="{v}"}}'
 REF = 'ctloop_model_reference_performance{{model="churn",version="{v}",metric="accuracy"}}'
 LABELS = {"model": "churn", "version": "3", "severity": "warning", "ctloop": "retrain", "trigger": "performance",
-          "metric": "accuracy"}
+          "metric": "accuracy", "namespace": "ctloop"}
 
 
 def _render(tmp_path: Path, performance: dict[str, Any] | None = None, **triggers: Any) -> tuple[Path, Path]:

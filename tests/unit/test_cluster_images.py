@@ -90,7 +90,7 @@ def test_image_names_agree_across_config_pipeline_and_manifests() -> None:
     assert used and used <= allowed, used - allowed
     example = load_config(EXAMPLE / "ctloop.yaml")
     for rel in ("base/deployment.yaml", "base/schedule-cronjob.yaml"):
-        text = (EXAMPLE / "manifests" / rel).read_text()
+        text = (ROOT / "manifests" / rel).read_text()
         assert f"image: {example.kfp.images.runtime}" in text
 
 
@@ -101,10 +101,10 @@ def test_kind_workflow_builds_applies_runs_and_predicts() -> None:
     assert "docker build -f images/Dockerfile.runtime" in script
     assert "kind create cluster" in script and "--config kind-config.yaml" in script
     assert "kind load docker-image" in script
-    assert 'kubectl apply --server-side -k "$PROJECT/manifests/overlays/kind"' in script
+    assert 'kubectl apply --server-side -k manifests/overlays/kind' in script
     assert "create_run_from_pipeline_package" in script and ":predict" in script
     assert wf["env"]["RUNTIME_IMAGE"] == ImagesConfig().runtime
-    assert (ROOT / wf["env"]["PROJECT"] / "manifests" / "overlays" / "kind" / "kustomization.yaml").is_file()
+    assert (ROOT / "manifests" / "overlays" / "kind" / "kustomization.yaml").is_file()
 
 
 def test_runtime_image_has_git_for_the_gitops_deploy() -> None:

@@ -79,7 +79,8 @@ def test_rules_follow_monitoring_performance(tmp_path: Path) -> None:
     (rule,) = rules
     assert rule["alert"] == PERFORMANCE_ALERT and rule["for"] == "2s"
     assert rule["labels"] == {"severity": "warning", "ctloop": "retrain", "model": "churn",
-                              "trigger": "performance", "metric": "accuracy"}
+                              "trigger": "performance", "metric": "accuracy",
+                              "namespace": "ctloop"}
     assert '< 0.7' in rule["expr"] and '- 0.05)' in rule["expr"] and ">= 100" in rule["expr"]
     assert 'source="realized"' in rule["expr"] and "ctloop_model_reference_performance" in rule["expr"]
     only_min = _perf_rules(performance_project(tmp_path / "b", {"max_drop": None, "metric": "roc_auc"}),

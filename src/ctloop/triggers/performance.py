@@ -40,6 +40,7 @@ class PerformanceRule:
     min_labelled: int
     for_: str
     estimated_min: float | None = None
+    namespace: str = "ctloop"
 
     def _series(self, name: str, **match: str) -> str:
         sel = ",".join(f'{k}="{v}"' for k, v in {"model": self.model, **match}.items())
@@ -70,7 +71,7 @@ class PerformanceRule:
 
     def _labels(self) -> dict[str, str]:
         return {"severity": "warning", "ctloop": "retrain", "model": self.model, TRIGGER_LABEL: SOURCE,
-                "metric": self.metric}
+                "metric": self.metric, "namespace": self.namespace}  # the operator's OnNamespace route matches
 
     def _thresholds(self) -> str:
         parts = [f"< {self.min:g}"] if self.min is not None else []
@@ -114,7 +115,8 @@ class PerformanceRule:
 def performance_rule(cfg: ProjectConfig) -> PerformanceRule:
     """The performance rule from ``monitoring.performance``."""
     p = cfg.monitoring.performance
-    return PerformanceRule(cfg.name, p.metric, p.min, p.max_drop, p.min_labelled, p.alert_for, p.estimated_min)
+    return PerformanceRule(cfg.name, p.metric, p.min, p.max_drop, p.min_labelled, p.alert_for, p.estimated_min,
+                           cfg.deploy.namespace)
 
 
 def performance_group(cfg: ProjectConfig) -> dict[str, Any] | None:
