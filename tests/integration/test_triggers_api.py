@@ -67,9 +67,11 @@ def test_auth_body_limit_and_malformed(server) -> None:  # type: ignore[no-untyp
         assert d["decision"] == "fired"
         r = c.post("/trigger", json={"source": "schedule"}, headers=AUTH)
         assert r.json()["reason_code"] == "active_run"
-        st = c.get("/status").json()
-        assert st["active_run"] == d["run_id"] and st["triggers"][0]["reason_code"] == "active_run"
-        assert c.get("/triggers/status").json()["active_run"] == d["run_id"]
+        st = c.get("/status").json()  # public: policy state only, no ledger path, rows or keys
+        assert st["active_run"] == d["run_id"] and "triggers" not in st and "ledger" not in st
+        assert c.get("/triggers/status").status_code == 401
+        full = c.get("/triggers/status", headers=AUTH).json()
+        assert full["active_run"] == d["run_id"] and full["triggers"][0]["reason_code"] == "active_run"
         assert "ctloop_triggers_total" in c.get("/metrics").text
     assert [s["run_id"] for s in rec.submissions()] == [d["run_id"]]
 

@@ -55,8 +55,10 @@ def test_watch_mounts_trigger_routes(tmp_path: Path) -> None:
         decisions = resolved.json()["decisions"]
         assert decisions and all(d["decision"] == "suppressed" for d in decisions)
         status = httpx.get(f"{url}/status").json()
-        rows = status["triggers"]["triggers"]
         assert status["triggers"]["embedded_evaluator"] is True
+        assert "triggers" not in status["triggers"] and "ledger" not in status["triggers"]  # not public
+        assert httpx.get(f"{url}/triggers/status").status_code == 401
+        rows = httpx.get(f"{url}/triggers/status", headers=auth).json()["triggers"]
         assert any("resolved" in str(r.get("reason", "")) for r in rows), rows
     finally:
         _stop(proc)

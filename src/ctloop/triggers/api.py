@@ -130,6 +130,10 @@ def routes(svc: TriggerService) -> list[Route]:
         return JSONResponse(decision.to_dict(), status_code=202 if decision.fired else 200)
 
     async def status(request: Request) -> Response:
+        try:
+            _check_token(svc, request)  # the ledger's rows, path and idempotency keys are not public
+        except _HttpError as exc:
+            return _error(exc.status, exc.message)
         return JSONResponse(await run_in_threadpool(svc.status), headers={"Cache-Control": "no-store"})
 
     return [
@@ -149,7 +153,7 @@ def build_trigger_app(svc: TriggerService, start_loop: bool = True) -> Starlette
         return Response(generate_latest(svc.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def status(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(svc.status))
+        return JSONResponse(await run_in_threadpool(svc.public_status))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:

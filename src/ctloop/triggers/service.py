@@ -299,12 +299,18 @@ class TriggerService:
         self.ledger.close()
 
     def status(self, limit: int = 50) -> dict[str, Any]:
-        """The ``GET /status`` document: policy state and the newest ledger rows."""
+        """The ``GET /triggers/status`` document (bearer token): policy state and the newest ledger rows."""
+        return {
+            **self.public_status(),
+            "ledger": str(self.ledger.path),
+            "triggers": [r.to_dict() for r in self.ledger.rows(limit=limit)],
+        }
+
+    def public_status(self) -> dict[str, Any]:
+        """What an unauthenticated ``GET /status`` shows: policy state, no ledger path, rows or keys."""
         return {
             **self.policy.status(self.cfg.name),
             "submitter": self.submitter.name,
             "embedded_evaluator": self.evaluator is not None,
             "embedded_performance_evaluator": self.performance_evaluator is not None,
-            "ledger": str(self.ledger.path),
-            "triggers": [r.to_dict() for r in self.ledger.rows(limit=limit)],
         }

@@ -45,7 +45,7 @@ def build_service(cfg: ProjectConfig, metrics_registry: CollectorRegistry,
 
         svc = TriggerService.create(cfg, registry=metrics_registry, drift_registry=metrics_registry,
                                     performance=quality.snapshot)
-        app = build_app(cfg, metrics_registry, extra_routes=routes(svc), status_extras={"triggers": svc.status},
+        app = build_app(cfg, metrics_registry, extra_routes=routes(svc), status_extras={"triggers": svc.public_status},
                         quality=quality)
     else:
         app = build_app(cfg, metrics_registry, quality=quality)
