@@ -75,8 +75,11 @@ def cfg(project: Path) -> ProjectConfig:
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the ``ctloop`` CLI in a subprocess (the real entry point)."""
+    # the environment as Python sees it, without a terminal width: under pytest the process environment
+    # can carry COLUMNS=80 that os.environ does not show, and piped output must not wrap
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     return subprocess.run([sys.executable, "-m", "ctloop.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

@@ -23,6 +23,15 @@ against the folder of the config file. Unknown keys are errors.
 
 # Descriptions of keys whose pydantic field has none (a field's own description wins).
 FIELD_DOCS: dict[str, str] = {
+    'OrchestratorAuth.token_file': 'file holding a bearer token (a mounted Secret; re-read on every request)',
+    'OrchestratorAuth.token_env': 'environment variable holding a bearer token',
+    'OrchestratorAuth.username': 'user name for basic auth / a login (with a password file or variable)',
+    'OrchestratorAuth.password_file': 'file holding the password',
+    'OrchestratorAuth.password_env': 'environment variable holding the password',
+    'OrchestratorAuth.timeout_seconds': 'HTTP timeout of one call to the orchestrator',
+    'AirflowTriggerConfig.dag_id': "the DAG a fired trigger runs (its dag_run_id is ctloop's run id)",
+    'DagsterTriggerConfig.job': 'the Dagster job a fired trigger launches',
+    'DagsterTriggerConfig.repository_name': 'the repository inside the code location',
     'model.trainer': 'which trainer fits the model: scikit-learn pipeline or the torch MLP',
     'training.cpu_limit': 'train task CPU limit (null: none)',
     'training.memory_limit': 'train task memory limit',
@@ -202,7 +211,9 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
         sub = next((a for a in (ann, *typing.get_args(ann)) if _is_model(a)), None)
         if sub is not None and typing.get_origin(ann) is not list:
             nested.append((f"{prefix}{key}", sub))
-        doc = field.description or FIELD_DOCS.get(f"{prefix}{key}") or FIELD_DOCS.get(f"{model.__name__}.{key}") or (
+        by_class = next((FIELD_DOCS[f"{c.__name__}.{key}"] for c in model.__mro__
+                         if f"{c.__name__}.{key}" in FIELD_DOCS), None)
+        doc = field.description or FIELD_DOCS.get(f"{prefix}{key}") or by_class or (
             (sub.__doc__ or "").strip().split("\n")[0] if sub is not None else "")
         doc = doc.replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{prefix}{key}` | {_type_name(ann)} | {_default(field)} | {doc} |")

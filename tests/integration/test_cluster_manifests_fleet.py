@@ -85,7 +85,7 @@ def test_watchers_scale_out_and_the_ledger_stays_on_one_replica(built, overlay: 
     url = "http://ctloop-triggers.ctloop.svc.cluster.local"
     amc = find(objs, "AlertmanagerConfig")
     assert amc["spec"]["receivers"][0]["webhookConfigs"][0]["url"] == url + "/alerts"
-    cron = find(objs, "CronJob")
+    cron = find(objs, "CronJob", "churn-schedule")
     assert url + "/trigger" in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
 
 
@@ -134,14 +134,15 @@ def test_fleet_prometheusrule_passes_promtool(built, tree: Path, tmp_path: Path)
     assert any(r.get("record") == "ctloop:drift_psi:window" for r in fleet["rules"])
     assert "[15m]" in fleet["rules"][0]["expr"]  # drift.fleet_window
     alert = groups["ctloop-churn"]["rules"][0]
-    assert alert["expr"] == 'max by (model) (ctloop:drift_share:window{model="churn"}) >= 0.25'
+    assert alert["expr"] == 'max by (namespace, model) (ctloop:drift_share:window{model="churn"}) >= 0.25'
     for path in (tree / "monitoring" / "rules.yml",):
         proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     spec = tmp_path / "spec.yml"
     spec.write_text(yaml.safe_dump(rule["spec"]))
     proc = subprocess.run([promtool, "check", "rules", str(spec)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "SUCCESS: 11 rules found" in proc.stdout, proc.stdout + proc.stderr
+    # 10 fleet recording rules, the drift alert and the performance alert
+    assert proc.returncode == 0 and "SUCCESS: 12 rules found" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_local_mode_keeps_one_watcher_with_its_trigger_routes(tmp_path: Path) -> None:
@@ -163,4 +164,5 @@ def test_local_mode_keeps_one_watcher_with_its_trigger_routes(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = subprocess.run([require_binary("promtool"), "check", "rules", str(tree / "monitoring" / "rules.yml")],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "SUCCESS: 1 rules found" in proc.stdout, proc.stdout + proc.stderr
+    # the drift alert and the performance alert; no recording rules in local mode
+    assert proc.returncode == 0 and "SUCCESS: 2 rules found" in proc.stdout, proc.stdout + proc.stderr

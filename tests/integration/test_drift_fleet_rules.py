@@ -114,7 +114,7 @@ def _unit_test(psi_x: float = PSI_X) -> dict[str, Any]:
             {"eval_time": "1s", "alertname": "CtloopDriftShareHigh", "exp_alerts": []},
             {"eval_time": "3s", "alertname": "CtloopDriftShareHigh", "exp_alerts": []},  # pending (for 2s)
             {"eval_time": "10s", "alertname": "CtloopDriftShareHigh", "exp_alerts": [
-                {"exp_labels": {"model": "churn", "severity": "warning", "ctloop": "retrain"},
+                {"exp_labels": {"model": "churn", "severity": "warning", "ctloop": "retrain", "namespace": "ctloop"},
                  "exp_annotations": {
                      "summary": "drift share of churn is 50% (threshold 0.3)",
                      "description": "The share of drifted features (ctloop:drift_share:window) stayed at "
@@ -162,8 +162,10 @@ def test_promtool_versions_never_mix_and_window_is_time(tmp_path: Path) -> None:
 def test_local_mode_renders_no_recording_rules() -> None:
     cfg = parse_config({"name": "churn", "data": {"source": "data"}})
     doc = rule_groups(cfg)
-    assert len(doc["groups"]) == 1
-    assert doc["groups"][0]["rules"][0]["expr"] == 'max by (model) (ctloop_drift_share{model="churn"}) >= 0.25'
+    assert not [r for g in doc["groups"] for r in g["rules"] if "record" in r]
+    assert [g["name"] for g in doc["groups"]] == ["ctloop-churn", "ctloop-churn-performance"]
+    expr = doc["groups"][0]["rules"][0]["expr"]
+    assert expr == 'max by (namespace, model) (ctloop_drift_share{model="churn"}) >= 0.25'
 
 
 def test_more_replicas_need_fleet_mode() -> None:
