@@ -162,10 +162,12 @@ def _episode_two(console: Console, out: Path, prometheus: str, rows_per_day: int
     fired = [x for x in r.ledger if x["decision"] == "fired"]
     for x in fired:
         console.print(f"  trigger #{x['id']} {x['source']}: {x['reason']} → {x['run_status']} v{x['version']}",
-                      highlight=False)
+                      markup=False, highlight=False)
     if "closed_loop_s" in r.timings:
-        console.print(f"episode 2 closed loop (labels crossing the threshold → new champion): "
-                      f"{r.timings['closed_loop_s']:.1f}s (alert {r.timings['alert_s']:.1f}s)")
+        t = r.timings  # one grep-able line, measured from the labels that crossed the threshold
+        console.print(f"episode 2 closed loop: {t['closed_loop_s']:.2f} s (alert {t.get('alert_s', 0):.2f} s + "
+                      f"run {t.get('run_s', 0):.2f} s; labels crossing the threshold → new champion serving)",
+                      markup=False, highlight=False)
     report, data = write_concept_outputs(r, out)
     console.print(f"[bold]episode 2 champion: v{r.champion}[/] (served: v{r.served_version}), max drift share "
                   f"{100 * r.max_drift_share:.0f}%, runs: {len(fired)}")

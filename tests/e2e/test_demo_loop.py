@@ -97,6 +97,8 @@ def test_cli_demo_with_embedded_evaluator_gives_the_same_outcome(tmp_path: Path)
 
     _assert_episode(ConceptResult(**json.loads((out / "quality.json").read_text())), "embedded")
     assert "episode 2 champion: v2" in res.stdout and "realized acc" in res.stdout
+    assert any(re.fullmatch(r"episode 2 closed loop: [\d.]+ s \(alert [\d.]+ s \+ run [\d.]+ s; .*\)", ln)
+               for ln in lines), res.stdout[-3000:]
     page = (out / "report-quality.html").read_text()
     assert "<svg" in page and "realized accuracy (labels)" in page and "estimated accuracy" in page
     assert "champion: v2" in res.stdout and "closed loop" in res.stdout
