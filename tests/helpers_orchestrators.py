@@ -205,11 +205,13 @@ def prefect_deployment(server: Server, config_path: Path) -> str:
     with httpx.Client(base_url=server.url, auth=auth, timeout=30) as c:
         flow = c.post("/flows/", json={"name": "ctloop-training"})
         flow.raise_for_status()
-        dep = c.post("/deployments/", json={
-            "name": "ctloop", "flow_id": flow.json()["id"],
-            "parameters": {"config_path": str(config_path)},
-            "entrypoint": "ctloop/orchestrators/prefect.py:training_flow",
-        })
+        body = {"name": "ctloop", "flow_id": flow.json()["id"], "parameters": {"config_path": str(config_path)},
+                "entrypoint": "ctloop/orchestrators/prefect.py:training_flow"}
+        for _ in range(30):  # a server still finishing its start-up answers 503: wait (bounded), not fail
+            dep = c.post("/deployments/", json=body)
+            if dep.status_code != 503:
+                break
+            time.sleep(1.0)
         dep.raise_for_status()
         return str(dep.json()["id"])
 
