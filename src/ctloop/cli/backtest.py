@@ -93,3 +93,8 @@ def backtest(
         console.print(f"recommended: [bold]{rec['policy']}[/] ({rec['why']})")
     if out is not None:
         console.print(f"wrote [bold]{out / 'backtest.json'}[/] and [bold]{out / 'backtest.html'}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``backtest`` to the ``ctloop`` app."""
+    app.command("backtest")(backtest)

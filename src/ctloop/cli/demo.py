@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ctloop.cli_live import live_display
+from ctloop.cli.live import live_display
 from ctloop.console import make_console
 from ctloop.run_summary import closed_loop_line
 
@@ -172,3 +172,8 @@ def _episode_two(console: Console, out: Path, prometheus: str, rows_per_day: int
     console.print(f"[bold]episode 2 champion: v{r.champion}[/] (served: v{r.served_version}), max drift share "
                   f"{100 * r.max_drift_share:.0f}%, runs: {len(fired)}")
     console.print(f"report: [bold]{report}[/]  data: {data}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` to the ``ctloop`` app."""
+    app.command("demo")(demo)

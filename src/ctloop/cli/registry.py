@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ctloop.cli.options import ConfigOpt, JsonOpt
 from ctloop.console import make_console
 from ctloop.lineage import describe_trigger
 from ctloop.run_summary import gate_summary
@@ -19,8 +20,6 @@ from ctloop.run_summary import gate_summary
 registry_app = typer.Typer(help="Inspect and move the model registry (versions, aliases, lineage).",
                            no_args_is_help=True)
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 RefArg = Annotated[str, typer.Argument(help="Version number or alias (champion, previous).")]
 
 
@@ -228,3 +227,8 @@ def registry_recover(
         _out().print("no promotion claim in flight")
         return
     _out().print(f"claim for v{doc['version']} (age {doc['age_s']} s): {doc['action']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``registry`` group to the ``ctloop`` app."""
+    app.add_typer(registry_app, name="registry")

@@ -9,10 +9,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from ctloop.cli.options import ConfigOpt, JsonOpt
 from ctloop.console import make_console
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
 
 def check(
@@ -39,3 +37,8 @@ def check(
         failed = [c.name for c in rep.checks if c.status == "failed"]
         out.print(f"check: {'passed' if rep.passed else 'FAILED (' + ', '.join(failed) + ')'}")
     raise typer.Exit(0 if rep.passed else 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``check`` to the ``ctloop`` app."""
+    app.command("check")(check)

@@ -25,3 +25,8 @@ def serve(
     if host:
         cfg = cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"host": host})})
     run_server(cfg, port=port, model_dir=model_dir)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the ``ctloop`` app."""
+    app.command("serve")(serve)

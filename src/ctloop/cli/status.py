@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ctloop.cli.options import ConfigOpt, JsonOpt
 from ctloop.console import make_console
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
 
 def _fmt_age(seconds: float | None) -> str:
@@ -82,3 +79,8 @@ def status(config: ConfigOpt, json_out: JsonOpt = False,
     else:
         _print(st)
     raise typer.Exit(0 if st.healthy else 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status`` to the ``ctloop`` app."""
+    app.command("status")(status)

@@ -24,3 +24,8 @@ def watch(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     serve(load_config(config), host=host, port=port, triggers=triggers)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``watch`` to the ``ctloop`` app."""
+    app.command("watch")(watch)

@@ -42,3 +42,8 @@ def push(
     for k, v in counts.items():
         t.add_row(k, str(v))
     Console().print(t)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``labels`` group to the ``ctloop`` app."""
+    app.add_typer(labels_app, name="labels")

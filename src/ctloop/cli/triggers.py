@@ -12,10 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ctloop.cli.options import ConfigOpt
 from ctloop.console import make_console
 from ctloop.errors import TriggerError
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to ctloop.yaml.")]
 
 
 def trigger(
