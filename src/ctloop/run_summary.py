@@ -52,7 +52,7 @@ def closed_loop_line(timings: dict[str, float]) -> str | None:
 
 
 def run_result_json(result: Any) -> dict[str, Any]:
-    """The documented JSON of ``ctloop run --json`` (see the README)."""
+    """The documented JSON of ``ctloop run --json`` (schema: docs/cli.md)."""
     return {
         "format": RUN_RESULT_FORMAT,
         "run_id": result.run_id,
