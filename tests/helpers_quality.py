@@ -3,9 +3,6 @@ watcher (``ctloop watch``) in a subprocess, and payload events carrying predicti
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +16,7 @@ from ctloop.config import ProjectConfig, load_config
 from ctloop.registry import Registry
 from tests.conftest import free_port, make_project
 from tests.helpers_drift import binary_event
-from tests.helpers_serving import records, train_model_dir, training_frame
+from tests.helpers_serving import CliProcess, records, train_model_dir, training_frame
 
 TOKEN = "labels-test-token"
 HOLDOUT = {"accuracy": 0.8, "roc_auc": 0.85, "log_loss": 0.45}
@@ -45,19 +42,15 @@ def quality_project(root: Path, monitoring: dict[str, Any] | None = None,
     return project, cfg, v
 
 
-class WatcherProcess:
+class WatcherProcess(CliProcess):
     """``ctloop watch`` in a subprocess on a free loopback port (no trigger routes)."""
 
     def __init__(self, config: Path, log_path: Path | None = None) -> None:
         self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path or config.parent / f"watcher-{self.port}.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ctloop.cli", "watch", "--config", str(config), "--port", str(self.port),
-             "--no-triggers"], stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        super().__init__(["watch", "--config", str(config), "--port", str(self.port), "--no-triggers"],
+                         log_path or config.parent / f"watcher-{self.port}.log", mode="ab")
 
     def wait_watching(self, timeout: float = 60.0) -> WatcherProcess:
         """Block until the watcher follows a champion."""
@@ -77,28 +70,11 @@ class WatcherProcess:
         """``GET /status``."""
         return dict(httpx.get(f"{self.url}/status", timeout=5).json())
 
-    def log(self) -> str:
-        """The watcher's output so far."""
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
     def kill9(self) -> None:
         """SIGKILL: no shutdown code runs."""
         self.proc.kill()
         self.proc.wait(10)
         self._log.close()
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if not self._log.closed:
-            self._log.close()
 
 
 def event_pair(cfg: ProjectConfig, ids: list[str], version: int, seed: int = 0,

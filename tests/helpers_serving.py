@@ -72,20 +72,44 @@ def write_config(project_yaml: Path, extra_serving: dict[str, Any]) -> Path:
     return project_yaml
 
 
-class ServerProcess:
+class CliProcess:
+    """``python -m ctloop.cli ARGS`` in a subprocess, its output in ``log_path``; always stopped by
+    :meth:`stop`."""
+
+    def __init__(self, args: list[str], log_path: Path, mode: str = "wb") -> None:
+        self.log_path = log_path
+        self._log = open(log_path, mode)  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "ctloop.cli", *args], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def log(self) -> str:
+        """The process's output so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if not self._log.closed:
+            self._log.close()
+
+
+class ServerProcess(CliProcess):
     """``ctloop serve`` in a subprocess on a free loopback port; always stopped by :meth:`stop`."""
 
     def __init__(self, config: Path, model_dir: Path | None = None, log_path: Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path or config.parent / f"server-{self.port}.log"
-        args = [sys.executable, "-m", "ctloop.cli", "serve", "--config", str(config),
-                "--port", str(self.port)]
+        args = ["serve", "--config", str(config), "--port", str(self.port)]
         if model_dir is not None:
             args += ["--model-dir", str(model_dir)]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        super().__init__(args, log_path or config.parent / f"server-{self.port}.log")
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> ServerProcess:
         """Block until the model answers ready (or fail with the server log)."""
@@ -101,27 +125,11 @@ class ServerProcess:
             time.sleep(0.2)
         raise AssertionError(f"server not ready after {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        """The server's output so far."""
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
     def metric(self, text_name: str) -> float:
         """Sum of a metric's samples whose line starts with ``text_name`` on /metrics."""
         body = httpx.get(f"{self.base}/metrics", timeout=5).text
         return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
                    if line.startswith(text_name) and not line.startswith("#"))
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
 
 
 class EventSink:

@@ -27,7 +27,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from ctloop.config import ProjectConfig, load_config
-from ctloop.demo.stack import managed_process
+from ctloop.demo.stack import managed_process, wait_until
+from ctloop.errors import DemoError
 from ctloop.triggers.submitters import RunRequest, RunUpdate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,15 +148,11 @@ def webhook(
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``pred`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            v = pred()
-            if v:
-                return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    """:func:`ctloop.demo.stack.wait_until`, failing the test (AssertionError) on timeout."""
+    try:
+        return wait_until(pred, timeout, what, interval)
+    except DemoError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def http_ok(url: str) -> bool:

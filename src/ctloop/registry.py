@@ -67,6 +67,22 @@ def _dumps(doc: Any) -> bytes:
     return json.dumps(doc, indent=2, sort_keys=True, default=str).encode()
 
 
+def _parse_doc(path: str, raw: bytes) -> dict[str, Any]:
+    """A registry document's JSON object.
+
+    Raises:
+        RegistryError: When ``raw`` is not JSON, or not a JSON object.
+    """
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: corrupt registry document ({exc}); restore it from a backup "
+                            f"or remove it") from exc
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{path}: corrupt registry document (expected a JSON object)")
+    return doc
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     """A registered version: its number, metadata and where its model folder lives."""
@@ -149,14 +165,7 @@ class Registry:
             raise
         except (OSError, ValueError) as exc:
             raise RegistryError(f"{path}: {self._where()} unreachable ({exc})") from exc
-        try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{path}: corrupt registry document ({exc}); restore it from a backup "
-                                f"or remove it") from exc
-        if not isinstance(doc, dict):
-            raise RegistryError(f"{path}: corrupt registry document (expected a JSON object)")
-        return doc
+        return _parse_doc(path, raw)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -349,14 +358,7 @@ class Registry:
         if got is None:
             return None
         raw, token = got
-        try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{path}: corrupt registry document ({exc}); restore it from a backup "
-                                f"or remove it") from exc
-        if not isinstance(doc, dict):
-            raise RegistryError(f"{path}: corrupt registry document (expected a JSON object)")
-        return doc, token
+        return _parse_doc(path, raw), token
 
     @staticmethod
     def _ident(doc: dict[str, Any] | None) -> str | None:

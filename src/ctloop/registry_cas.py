@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ctloop.errors import RegistryError, RegistryStoreError
@@ -79,22 +80,75 @@ def _split(path: str) -> tuple[str, str]:
     return bucket, key
 
 
-class LocalCas:
-    """Local folder: the caller holds the registry's flock; the token is the content's SHA-256."""
+class _HashCas:
+    """Check-then-write with the content's SHA-256 as the token: safe only while the caller is the one
+    writer (the registry's flock on a local folder, or ``registry.single_writer``)."""
+
+    kind: str
+
+    def _load(self, path: str) -> bytes:
+        """The document's bytes (FileNotFoundError when absent)."""
+        raise NotImplementedError
+
+    def _exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def _write(self, path: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _remove(self, path: str) -> None:
+        """Delete ``path`` (FileNotFoundError when already gone)."""
+        raise NotImplementedError
+
+    def read(self, path: str) -> tuple[bytes, str] | None:
+        """The document and the SHA-256 of its bytes."""
+        try:
+            data = self._load(path)
+        except FileNotFoundError:
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def _holds(self, path: str, token: str) -> bool:
+        cur = self.read(path)
+        return cur is not None and cur[1] == token
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Write unless present."""
+        if self._exists(path):
+            return False
+        self._write(path, data)
+        return True
+
+    def replace(self, path: str, data: bytes, token: str) -> bool:
+        """Write when the content hash still matches."""
+        if not self._holds(path, token):
+            return False
+        self._write(path, data)
+        return True
+
+    def delete(self, path: str, token: str) -> bool:
+        """Delete when the content hash still matches."""
+        if not self._holds(path, token):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            self._remove(path)
+        return True
+
+
+class LocalCas(_HashCas):
+    """Local folder: the caller holds the registry's flock (which makes check-then-write safe)."""
 
     kind = "local"
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
-    def read(self, path: str) -> tuple[bytes, str] | None:
-        """The document and the SHA-256 of its bytes."""
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            return None
-        return data, hashlib.sha256(data).hexdigest()
+    def _load(self, path: str) -> bytes:
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def _exists(self, path: str) -> bool:
+        return os.path.exists(path)
 
     def _write(self, path: str, data: bytes) -> None:
         d = os.path.dirname(path)
@@ -111,29 +165,8 @@ class LocalCas:
         finally:
             os.close(dfd)
 
-    def create(self, path: str, data: bytes) -> bool:
-        """Create unless present (the flock makes check-then-write safe)."""
-        if os.path.exists(path):
-            return False
-        self._write(path, data)
-        return True
-
-    def replace(self, path: str, data: bytes, token: str) -> bool:
-        """Replace when the content hash still matches."""
-        cur = self.read(path)
-        if cur is None or cur[1] != token:
-            return False
-        self._write(path, data)
-        return True
-
-    def delete(self, path: str, token: str) -> bool:
-        """Delete when the content hash still matches."""
-        cur = self.read(path)
-        if cur is None or cur[1] != token:
-            return False
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return True
+    def _remove(self, path: str) -> None:
+        os.unlink(path)
 
 
 class S3Cas:
@@ -182,20 +215,30 @@ class S3Cas:
         except self._boto_error as exc:
             raise self._fail("read", path, exc) from exc
 
-    def _put(self, path: str, data: bytes, **cond: str) -> bool:
-        bucket, key = _split(path)
+    def _conditional(self, what: str, path: str, call: Callable[[], object],
+                     lost: Callable[[str, int], bool]) -> bool:
+        """Send one conditional request: True when S3 took it, False when ``lost(code, status)`` says
+        its precondition no longer holds; any other failure is a RegistryError."""
         try:
-            self.client.put_object(Bucket=bucket, Key=key, Body=data, **cond)
+            call()
             return True
         except self._error as exc:
-            code, status = self._code(exc)
-            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if lost(*self._code(exc)):
                 return False
-            if "IfMatch" in cond and (status == 404 or code == "NoSuchKey"):
-                return False
-            raise self._fail("conditional write", path, exc) from exc
+            raise self._fail(what, path, exc) from exc
         except self._boto_error as exc:
-            raise self._fail("conditional write", path, exc) from exc
+            raise self._fail(what, path, exc) from exc
+
+    def _put(self, path: str, data: bytes, **cond: str) -> bool:
+        bucket, key = _split(path)
+
+        def lost(code: str, status: int) -> bool:
+            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return True
+            return "IfMatch" in cond and (status == 404 or code == "NoSuchKey")
+
+        return self._conditional("conditional write", path,
+                                 lambda: self.client.put_object(Bucket=bucket, Key=key, Body=data, **cond), lost)
 
     def create(self, path: str, data: bytes) -> bool:
         """PutObject with ``If-None-Match: *``."""
@@ -208,16 +251,9 @@ class S3Cas:
     def delete(self, path: str, token: str) -> bool:
         """DeleteObject with ``If-Match: <etag>``."""
         bucket, key = _split(path)
-        try:
-            self.client.delete_object(Bucket=bucket, Key=key, IfMatch=token)
-            return True
-        except self._error as exc:
-            code, status = self._code(exc)
-            if status in (404, 409, 412) or code in ("PreconditionFailed", "NoSuchKey"):
-                return False
-            raise self._fail("conditional delete", path, exc) from exc
-        except self._boto_error as exc:
-            raise self._fail("conditional delete", path, exc) from exc
+        return self._conditional(
+            "conditional delete", path, lambda: self.client.delete_object(Bucket=bucket, Key=key, IfMatch=token),
+            lambda code, status: status in (404, 409, 412) or code in ("PreconditionFailed", "NoSuchKey"))
 
 
 class GcsCas:
@@ -256,14 +292,22 @@ class GcsCas:
                 raise RegistryError(f"gs://{path}: read failed ({exc})") from exc
         raise RegistryError(f"gs://{path}: the object keeps changing while being read; retry")
 
-    def _upload(self, path: str, data: bytes, generation: int) -> bool:
+    def _conditional(self, what: str, path: str, call: Callable[[], bool]) -> bool:
+        """``call()``; False when GCS says its precondition no longer holds (or the object is gone);
+        any other failure is a RegistryError."""
         try:
-            self._blob(path).upload_from_string(data, if_generation_match=generation)
-            return True
+            return call()
         except (self._gexc.PreconditionFailed, self._gexc.NotFound):
             return False
         except self._gexc.GoogleAPIError as exc:
-            raise RegistryError(f"gs://{path}: conditional write failed ({exc})") from exc
+            raise RegistryError(f"gs://{path}: {what} failed ({exc})") from exc
+
+    def _upload(self, path: str, data: bytes, generation: int) -> bool:
+        def upload() -> bool:
+            self._blob(path).upload_from_string(data, if_generation_match=generation)
+            return True
+
+        return self._conditional("conditional write", path, upload)
 
     def create(self, path: str, data: bytes) -> bool:
         """Upload with ``ifGenerationMatch=0``."""
@@ -276,54 +320,35 @@ class GcsCas:
     def delete(self, path: str, token: str) -> bool:
         """Delete with ``ifGenerationMatch=<generation>`` (after checking it, for emulators that ignore it)."""
         bucket, key = _split(path)
-        try:
+
+        def delete() -> bool:
             blob = self.client.bucket(bucket).get_blob(key)
             if blob is None or str(blob.generation) != token:
                 return False
             blob.delete(if_generation_match=int(token))
             return True
-        except (self._gexc.PreconditionFailed, self._gexc.NotFound):
-            return False
-        except self._gexc.GoogleAPIError as exc:
-            raise RegistryError(f"gs://{path}: conditional delete failed ({exc})") from exc
+
+        return self._conditional("conditional delete", path, delete)
 
 
-class SingleWriterCas:
-    """Check-then-write through fsspec: correct only when one process writes the registry."""
+class SingleWriterCas(_HashCas):
+    """Check-then-write through fsspec: correct only when one process writes the registry (not atomic
+    against other writers)."""
 
     kind = "single_writer"
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
-    def read(self, path: str) -> tuple[bytes, str] | None:
-        """The document and the SHA-256 of its bytes."""
-        try:
-            data = self.fs.cat_file(path)
-        except FileNotFoundError:
-            return None
-        return data, hashlib.sha256(data).hexdigest()
+    def _load(self, path: str) -> bytes:
+        data: bytes = self.fs.cat_file(path)
+        return data
 
-    def create(self, path: str, data: bytes) -> bool:
-        """Write unless present (not atomic against other writers)."""
-        if self.fs.exists(path):
-            return False
+    def _exists(self, path: str) -> bool:
+        return bool(self.fs.exists(path))
+
+    def _write(self, path: str, data: bytes) -> None:
         self.fs.pipe_file(path, data)
-        return True
 
-    def replace(self, path: str, data: bytes, token: str) -> bool:
-        """Write when the content hash still matches (not atomic against other writers)."""
-        cur = self.read(path)
-        if cur is None or cur[1] != token:
-            return False
-        self.fs.pipe_file(path, data)
-        return True
-
-    def delete(self, path: str, token: str) -> bool:
-        """Delete when the content hash still matches (not atomic against other writers)."""
-        cur = self.read(path)
-        if cur is None or cur[1] != token:
-            return False
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(path)
-        return True
+    def _remove(self, path: str) -> None:
+        self.fs.rm_file(path)

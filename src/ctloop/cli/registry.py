@@ -39,6 +39,14 @@ def _echo_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, default=float, sort_keys=True))
 
 
+def _answer(doc: dict[str, Any], json_out: bool, line: str) -> None:
+    """Print ``doc`` as JSON with ``--json``, else the one-line summary ``line`` (rich markup)."""
+    if json_out:
+        _echo_json(doc)
+        return
+    _out().print(line)
+
+
 def _f(v: Any) -> str:
     """A value as table text; stored text is markup-escaped (rich must print it, not interpret it)."""
     if isinstance(v, float):
@@ -112,10 +120,7 @@ def registry_promote(
     old = reg.promote(version, reason=why, force=force)
     doc = {"champion": version, "previous": reg.alias("previous"), "replaced": old, "forced": force,
            "reason": why}
-    if json_out:
-        _echo_json(doc)
-        return
-    _out().print(f"champion is now v{version} (was {_f(old)}){escape(' [forced]') if force else ''}")
+    _answer(doc, json_out, f"champion is now v{version} (was {_f(old)}){escape(' [forced]') if force else ''}")
 
 
 @registry_app.command("rollback")
@@ -127,11 +132,8 @@ def registry_rollback(
     """Restore the previous champion (swaps ``champion`` and ``previous``)."""
     reg = _registry(config)
     restored, rolled_back = reg.rollback(reason)
-    doc = {"champion": restored, "previous": rolled_back}
-    if json_out:
-        _echo_json(doc)
-        return
-    _out().print(f"rolled back: champion is v{restored} again (v{rolled_back} is now previous)")
+    _answer({"champion": restored, "previous": rolled_back}, json_out,
+            f"rolled back: champion is v{restored} again (v{rolled_back} is now previous)")
 
 
 @registry_app.command("diff")
@@ -220,13 +222,8 @@ def registry_recover(
 
     cfg = load_config(config)
     doc = recover_promotion(cfg, min_age_s=older_than)
-    if json_out:
-        _echo_json(doc)
-        return
-    if doc["claim"] is None:
-        _out().print("no promotion claim in flight")
-        return
-    _out().print(f"claim for v{doc['version']} (age {doc['age_s']} s): {doc['action']}")
+    _answer(doc, json_out, "no promotion claim in flight" if doc["claim"] is None
+            else f"claim for v{doc['version']} (age {doc['age_s']} s): {doc['action']}")
 
 
 def register(app: typer.Typer) -> None:

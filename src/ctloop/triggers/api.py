@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -66,21 +66,26 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def _guarded(svc: TriggerService, request: Request) -> bytes | JSONResponse:
-    try:
-        _check_token(svc, request)
-        return await _body(svc, request)
-    except _HttpError as exc:
-        return _error(exc.status, exc.message)
+def _guarded(svc: TriggerService, handler: Callable[[bytes], Awaitable[Response]]
+             ) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that checks the bearer token and reads the body (within ``triggers.max_body_bytes``)
+    before ``handler(body)``; a failed check answers with its status."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            _check_token(svc, request)
+            body = await _body(svc, request)
+        except _HttpError as exc:
+            return _error(exc.status, exc.message)
+        return await handler(body)
+
+    return endpoint
 
 
 def routes(svc: TriggerService) -> list[Route]:
     """The trigger routes for the watcher's Starlette app."""
 
-    async def alerts(request: Request) -> Response:
-        body = await _guarded(svc, request)
-        if isinstance(body, Response):
-            return body
+    async def alerts(body: bytes) -> Response:
         try:
             hook = parse_webhook(body)
         except PayloadError as exc:
@@ -88,10 +93,7 @@ def routes(svc: TriggerService) -> list[Route]:
         decisions = [await run_in_threadpool(svc.handle, t) for t in webhook_triggers(hook, svc.cfg.name)]
         return JSONResponse({"decisions": [d.to_dict() for d in decisions]})
 
-    async def trigger(request: Request) -> Response:
-        body = await _guarded(svc, request)
-        if isinstance(body, Response):
-            return body
+    async def trigger(body: bytes) -> Response:
         try:
             req = parse_trigger_request(body)
             now = svc.clock()
@@ -122,9 +124,7 @@ def routes(svc: TriggerService) -> list[Route]:
                 )
             if req.model and req.source != "manual":
                 t = type(t)(t.source, req.model, t.episode, t.reason, t.resolved, t.detail)
-        except PayloadError as exc:
-            return _error(400, str(exc))
-        except TriggerError as exc:
+        except (PayloadError, TriggerError) as exc:
             return _error(400, str(exc))
         decision = await run_in_threadpool(svc.handle, t)
         return JSONResponse(decision.to_dict(), status_code=202 if decision.fired else 200)
@@ -137,8 +137,8 @@ def routes(svc: TriggerService) -> list[Route]:
         return JSONResponse(await run_in_threadpool(svc.status), headers={"Cache-Control": "no-store"})
 
     return [
-        Route("/alerts", alerts, methods=["POST"]),
-        Route("/trigger", trigger, methods=["POST"]),
+        Route("/alerts", _guarded(svc, alerts), methods=["POST"]),
+        Route("/trigger", _guarded(svc, trigger), methods=["POST"]),
         Route("/triggers/status", status, methods=["GET"]),
     ]
 

@@ -219,16 +219,10 @@ class TriggerService:
                 self._poll(row)
 
     def _poll(self, row: LedgerRow) -> None:
-        update = self.submitter.poll(self._request(row), row.external_id)
+        req = self._request(row)
+        update = self.submitter.poll(req, row.external_id)
         if update is not None and update.run_status != row.run_status:
-            self.ledger.set_run(
-                row.id,
-                run_status=update.run_status,
-                external_id=update.external_id,
-                version=update.version,
-                error=update.error,
-                now=self.clock(),
-            )
+            self.record_update(req, update)
 
     # -- background loop -------------------------------------------------------------------------
     def tick(self) -> list[Decision]:

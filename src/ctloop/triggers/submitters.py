@@ -115,11 +115,9 @@ class LocalSubmitter:
     def submit(self, req: RunRequest) -> RunUpdate:
         """Queue the run on the single worker (a second submit of the same run id is a no-op)."""
         with self._lock:
-            if req.run_id in self._futures:
-                return RunUpdate("submitted", external_id=req.run_id)
-            done = self._finished(req.run_id)
-            if done is not None:
-                return done
+            known = self._known(req.run_id)
+            if known is not None:
+                return known
             try:
                 fut = self._executor().submit(
                     _run_in_worker, self.cfg.to_json(), json.dumps(req.trigger), req.run_id
@@ -140,6 +138,12 @@ class LocalSubmitter:
             update = RunUpdate("failed", external_id=req.run_id, error=f"{type(exc).__name__}: {exc}")
         self.on_outcome(req, update)
 
+    def _known(self, run_id: str) -> RunUpdate | None:
+        """A run queued here (``submitted``) or one that registered a version; the caller holds the lock."""
+        if run_id in self._futures:
+            return RunUpdate("submitted", external_id=run_id)
+        return self._finished(run_id)
+
     def _finished(self, run_id: str) -> RunUpdate | None:
         """A run that already registered a version (e.g. before a restart)."""
         from ctloop.registry import Registry
@@ -154,11 +158,9 @@ class LocalSubmitter:
         """Whether the run exists: queued here, registered a version, or left its run log (it started
         before a restart and died with the previous watcher: ``interrupted``)."""
         with self._lock:
-            if req.run_id in self._futures:
-                return RunUpdate("submitted", external_id=req.run_id)
-        done = self._finished(req.run_id)
-        if done is not None:
-            return done
+            known = self._known(req.run_id)
+        if known is not None:
+            return known
         run_log = Path(self.cfg.kfp.pipeline_root) / "logs" / f"{req.run_id}.log"
         if run_log.exists():
             return RunUpdate("interrupted", external_id=req.run_id,

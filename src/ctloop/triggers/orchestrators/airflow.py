@@ -15,13 +15,7 @@ import httpx
 
 from ctloop.config import ProjectConfig
 from ctloop.errors import SubmitError
-from ctloop.triggers.orchestrators.common import (
-    Api,
-    Credentials,
-    auth_headers,
-    require_endpoint,
-    run_parameters,
-)
+from ctloop.triggers.orchestrators.common import Api, ApiSubmitter, Credentials, run_parameters
 from ctloop.triggers.submitters import RunRequest, RunUpdate
 
 AIRFLOW_STATES = {
@@ -32,21 +26,17 @@ AIRFLOW_STATES = {
 }
 
 
-class AirflowSubmitter:
+class AirflowSubmitter(ApiSubmitter):
     """Creates DAG runs of ``triggers.airflow.dag_id`` (``dag_run_id`` = run id, ``conf`` = trigger)."""
 
     name = "airflow"
 
     def __init__(self, cfg: ProjectConfig, transport: httpx.BaseTransport | None = None) -> None:
-        self.cfg = cfg
         self.acfg = cfg.triggers.airflow
-        self.root = require_endpoint(self.acfg.endpoint, "triggers.airflow")
-        auth_headers(self.acfg, "triggers.airflow")  # fail fast on a missing credential
         self._transport = transport
         self._jwt: str | None = None
         self._jwt_lock = threading.Lock()
-        self.api = Api("airflow", f"{self.root}/api/{self.acfg.api_version}", self.acfg.timeout_seconds,
-                       creds=self._creds, transport=transport)
+        super().__init__(cfg, self.acfg, transport, api_path=f"/api/{self.acfg.api_version}")
 
     def _path(self, run_id: str | None = None) -> str:
         p = f"/dags/{quote(self.acfg.dag_id, safe='')}/dagRuns"
@@ -57,7 +47,7 @@ class AirflowSubmitter:
 
     def _creds(self) -> Credentials:
         """A bearer token; or basic auth (v1); or, on Airflow 3, a JWT from ``/auth/token``."""
-        token, basic = auth_headers(self.acfg, "triggers.airflow")
+        token, basic = super()._creds()
         if token or basic is None or not self._uses_login():
             return token, basic
         with self._jwt_lock:
@@ -95,11 +85,8 @@ class AirflowSubmitter:
             return None
         return self._update(resp.json())
 
-    def submit(self, req: RunRequest) -> RunUpdate:
-        """Create the DAG run unless one with this ``dag_run_id`` exists (then report that one)."""
-        existing = self.lookup(req)
-        if existing is not None:
-            return existing
+    def _create(self, req: RunRequest) -> RunUpdate:
+        """Create the DAG run (``dag_run_id`` = run id)."""
         body: dict[str, Any] = {"dag_run_id": req.run_id, "conf": run_parameters(self.cfg, req)}
         if self.acfg.api_version == "v2":
             body["logical_date"] = None
@@ -111,18 +98,7 @@ class AirflowSubmitter:
             return found
         return self._update(resp.json())
 
-    def poll(self, req: RunRequest, external_id: str | None) -> RunUpdate | None:
-        """The DAG run's state, mapped to ledger statuses (``None`` while Airflow is unreachable)."""
-        try:
-            return self.lookup(req)
-        except SubmitError:
-            return None
-
     def cancel(self, req: RunRequest) -> RunUpdate:
         """Mark the DAG run failed (Airflow's way to stop a run)."""
         resp = self._call("PATCH", self._path(req.run_id), json={"state": "failed"})
         return self._update(resp.json())
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self.api.close()

@@ -1,5 +1,6 @@
 """What the orchestrator submitters share: credentials from a file or env var, one HTTP client that turns
-transport and auth failures into :class:`~ctloop.errors.SubmitError`, and the trigger's parameters."""
+transport and auth failures into :class:`~ctloop.errors.SubmitError`, the trigger's parameters, and
+:class:`ApiSubmitter`, the submitter skeleton (config block, client, poll, cancel, close)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ from typing import Any
 
 import httpx
 
-from ctloop.config import OrchestratorAuth, ProjectConfig
+from ctloop.config import (
+    AirflowTriggerConfig,
+    DagsterTriggerConfig,
+    OrchestratorAuth,
+    PrefectTriggerConfig,
+    ProjectConfig,
+)
 from ctloop.errors import ConfigError, SubmitError
-from ctloop.triggers.submitters import RunRequest
+from ctloop.triggers.submitters import RunRequest, RunUpdate
 
 RUN_ID_TAG = "ctloop/run-id"
 
@@ -41,6 +48,7 @@ def read_secret(file: str | None, env: str | None, where: str) -> str | None:
 
 
 Credentials = tuple[str | None, tuple[str, str] | None]
+OrchestratorBlock = AirflowTriggerConfig | PrefectTriggerConfig | DagsterTriggerConfig
 
 
 def auth_headers(auth: OrchestratorAuth, section: str) -> Credentials:
@@ -149,3 +157,70 @@ class Api:
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
+
+
+class ApiSubmitter:
+    """What the Airflow, Prefect and Dagster submitters share: ``triggers.<name>``'s endpoint and
+    credentials checked at start, an :class:`Api` client, and poll/cancel/close built on ``lookup``.
+
+    Args:
+        cfg: The project config.
+        block: The orchestrator's block (``cfg.triggers.<name>``).
+        transport: An ``httpx`` transport (tests).
+        api_path: Appended to the endpoint for the API's base URL (e.g. ``/api/v2``).
+        token_header: Also send the bearer token in this header (see :class:`Api`).
+    """
+
+    name: str
+
+    def __init__(self, cfg: ProjectConfig, block: OrchestratorBlock, transport: httpx.BaseTransport | None,
+                 api_path: str = "", token_header: str | None = None) -> None:
+        self.cfg = cfg
+        self.section = f"triggers.{self.name}"
+        self._block = block
+        self.root = require_endpoint(block.endpoint, self.section)
+        auth_headers(block, self.section)  # fail fast on a missing credential
+        self.api = Api(self.name, f"{self.root}{api_path}", block.timeout_seconds, creds=self._creds,
+                       token_header=token_header, transport=transport)
+
+    def _creds(self) -> Credentials:
+        """The block's credentials, read for each request."""
+        return auth_headers(self._block, self.section)
+
+    def lookup(self, req: RunRequest) -> RunUpdate | None:
+        """The run's status if a run with req.run_id already exists on the orchestrator, else None."""
+        raise NotImplementedError
+
+    def _create(self, req: RunRequest) -> RunUpdate:
+        """Start the run on the orchestrator (``submit`` has found none)."""
+        raise NotImplementedError
+
+    def _stop(self, external_id: str) -> None:
+        """Ask the orchestrator to stop the run with this id."""
+        raise NotImplementedError
+
+    def submit(self, req: RunRequest) -> RunUpdate:
+        """Start the run unless one with this run id exists on the orchestrator (then report that one)."""
+        existing = self.lookup(req)
+        if existing is not None:
+            return existing
+        return self._create(req)
+
+    def poll(self, req: RunRequest, external_id: str | None) -> RunUpdate | None:
+        """The run's status (``None`` while the orchestrator is unreachable)."""
+        try:
+            return self.lookup(req)
+        except SubmitError:
+            return None
+
+    def cancel(self, req: RunRequest) -> RunUpdate | None:
+        """Stop the run and report it as it is then; ``None`` when there is no such run."""
+        run = self.lookup(req)
+        if run is None or run.external_id is None:
+            return None
+        self._stop(run.external_id)
+        return self.lookup(req)
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self.api.close()

@@ -12,9 +12,7 @@ from ctloop.config import ProjectConfig
 from ctloop.errors import SubmitError
 from ctloop.triggers.orchestrators.common import (
     RUN_ID_TAG,
-    Api,
-    auth_headers,
-    require_endpoint,
+    ApiSubmitter,
     run_parameters,
 )
 from ctloop.triggers.submitters import RunRequest, RunUpdate
@@ -72,19 +70,14 @@ def run_config(cfg: ProjectConfig, req: RunRequest) -> dict[str, Any]:
     return {"ops": {"ingest": {"config": {k: p[k] for k in ("run_id", "trigger_json", "cutoff_date")}}}}
 
 
-class DagsterSubmitter:
+class DagsterSubmitter(ApiSubmitter):
     """Launches runs of ``triggers.dagster.job`` in ``repository_location`` (GraphQL ``launchRun``)."""
 
     name = "dagster"
 
     def __init__(self, cfg: ProjectConfig, transport: httpx.BaseTransport | None = None) -> None:
-        self.cfg = cfg
         self.dcfg = cfg.triggers.dagster
-        base = require_endpoint(self.dcfg.endpoint, "triggers.dagster")
-        auth_headers(self.dcfg, "triggers.dagster")  # fail fast on a missing credential
-        self.api = Api("dagster", base, self.dcfg.timeout_seconds,
-                       creds=lambda: auth_headers(self.dcfg, "triggers.dagster"),
-                       token_header="Dagster-Cloud-Api-Token", transport=transport)
+        super().__init__(cfg, self.dcfg, transport, token_header="Dagster-Cloud-Api-Token")
 
     def _graphql(self, query: str, variables: dict[str, Any], field: str) -> dict[str, Any]:
         doc = self.api.json("POST", "/graphql", json={"query": query, "variables": variables})
@@ -109,11 +102,8 @@ class DagsterSubmitter:
         results = found.get("results") or []
         return self._update(results[0]) if results else None
 
-    def submit(self, req: RunRequest) -> RunUpdate:
-        """Launch the run unless one tagged with this run id exists (then report that one)."""
-        existing = self.lookup(req)
-        if existing is not None:
-            return existing
+    def _create(self, req: RunRequest) -> RunUpdate:
+        """Launch the run, tagged with the run id."""
         params = {
             "selector": {
                 "repositoryLocationName": self.dcfg.repository_location,
@@ -138,21 +128,6 @@ class DagsterSubmitter:
             )
         return self._update(res["run"])
 
-    def poll(self, req: RunRequest, external_id: str | None) -> RunUpdate | None:
-        """The run's status, mapped to ledger statuses (``None`` while Dagster is unreachable)."""
-        try:
-            return self.lookup(req)
-        except SubmitError:
-            return None
-
-    def cancel(self, req: RunRequest) -> RunUpdate | None:
-        """Terminate the run; ``None`` when there is no such run."""
-        run = self.lookup(req)
-        if run is None or run.external_id is None:
-            return None
-        self._graphql(TERMINATE, {"runId": run.external_id}, "terminateRun")
-        return self.lookup(req)
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self.api.close()
+    def _stop(self, external_id: str) -> None:
+        """Terminate the run (``cancel``)."""
+        self._graphql(TERMINATE, {"runId": external_id}, "terminateRun")

@@ -17,9 +17,7 @@ from ctloop.config import ProjectConfig
 from ctloop.errors import SubmitError
 from ctloop.triggers.orchestrators.common import (
     RUN_ID_TAG,
-    Api,
-    auth_headers,
-    require_endpoint,
+    ApiSubmitter,
     run_parameters,
 )
 from ctloop.triggers.submitters import RunRequest, RunUpdate
@@ -42,18 +40,14 @@ def idempotency_key(req: RunRequest) -> str:
     return str(req.trigger.get("idempotency_key") or req.run_id)
 
 
-class PrefectSubmitter:
+class PrefectSubmitter(ApiSubmitter):
     """Creates flow runs from deployment ``triggers.prefect.deployment`` (``<flow>/<deployment>``)."""
 
     name = "prefect"
 
     def __init__(self, cfg: ProjectConfig, transport: httpx.BaseTransport | None = None) -> None:
-        self.cfg = cfg
         self.pcfg = cfg.triggers.prefect
-        base = require_endpoint(self.pcfg.endpoint, "triggers.prefect")
-        auth_headers(self.pcfg, "triggers.prefect")  # fail fast on a missing credential
-        self.api = Api("prefect", base, self.pcfg.timeout_seconds,
-                       creds=lambda: auth_headers(self.pcfg, "triggers.prefect"), transport=transport)
+        super().__init__(cfg, self.pcfg, transport)
         self._deployment_id: str | None = None
 
     def deployment_id(self) -> str:
@@ -90,11 +84,8 @@ class PrefectSubmitter:
         runs = self.api.json("POST", "/flow_runs/filter", json=body)
         return self._update(runs[0]) if runs else None
 
-    def submit(self, req: RunRequest) -> RunUpdate:
-        """Create the flow run unless one with the trigger's idempotency key exists."""
-        existing = self.lookup(req)
-        if existing is not None:
-            return existing
+    def _create(self, req: RunRequest) -> RunUpdate:
+        """Create the flow run, carrying the trigger's idempotency key."""
         body = {
             "name": req.run_id,
             "parameters": run_parameters(self.cfg, req),
@@ -115,15 +106,7 @@ class PrefectSubmitter:
         except SubmitError:
             return None
 
-    def cancel(self, req: RunRequest) -> RunUpdate | None:
-        """Ask Prefect to cancel the flow run (``CANCELLING``); ``None`` when there is no such run."""
-        run = self.lookup(req)
-        if run is None or run.external_id is None:
-            return None
-        self.api.request("POST", f"/flow_runs/{run.external_id}/set_state",
+    def _stop(self, external_id: str) -> None:
+        """Ask Prefect to cancel the flow run (``CANCELLING``)."""
+        self.api.request("POST", f"/flow_runs/{external_id}/set_state",
                          json={"state": {"type": "CANCELLING"}, "force": True})
-        return self.lookup(req)
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self.api.close()
