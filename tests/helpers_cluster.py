@@ -21,6 +21,10 @@ from tests.conftest import require_binary
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "churn"
 MANIFESTS = ROOT / "manifests"  # the reference project's rendered GitOps tree (top level)
+KIND_CONFIG = EXAMPLE / "ctloop.kind.yaml"  # the kind e2e's project (MinIO inside the cluster)
+KIND_MANIFESTS = EXAMPLE / "kind" / "manifests"  # rendered from KIND_CONFIG, committed
+KIND_SETUP = EXAMPLE / "kind" / "setup"  # hand-written objects the kind workflow applies (Secret, Jobs, alert)
+KIND_WORKFLOW = ROOT / ".github" / "workflows" / "kind-e2e.yaml"
 CORE_GROUPS = ("", "apps", "batch", "policy", "rbac.authorization.k8s.io", "networking.k8s.io")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
 

@@ -596,6 +596,71 @@ class KfpConfig(_Section):
     images: ImagesConfig = Field(default_factory=ImagesConfig)
 
 
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "API_KEY")
+
+
+def _secret_like(name: str) -> bool:
+    """An environment variable name that would carry a credential."""
+    upper = name.upper()
+    return not upper.endswith(("_FILE", "_PATH")) and any(w in upper for w in SECRET_WORDS)
+
+
+class StorageConfig(_Section):
+    """How ctloop's pods on a cluster reach the object store (endpoint and credentials as env vars).
+
+    Plain environment variables, and a Secret whose keys become environment variables, for the
+    ``s3://`` URIs of data, schema, registry and label files. Applied to the watcher, the label-feed
+    CronJob and every pipeline step; the Secret is also listed on the model server's ServiceAccount
+    for KServe's storage initializer.
+    """
+
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="environment variables set in every ctloop pod, e.g. AWS_ENDPOINT_URL (no credentials)")
+    secret: str | None = Field(
+        None, description="Secret (in deploy.namespace and kfp.namespace) holding the credentials; null: none")
+    secret_keys: dict[str, str] = Field(
+        default_factory=lambda: {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                                 "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
+        description="environment variable -> key of storage.secret")
+
+    @field_validator("env")
+    @classmethod
+    def _plain_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not ENV_NAME_RE.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if _secret_like(name):
+                raise ValueError(f"{name!r} looks like a credential: put it in the Secret named by "
+                                 "storage.secret and map it in storage.secret_keys")
+        return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, key in value.items():
+            if not ENV_NAME_RE.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if not re.fullmatch(r"[-._a-zA-Z0-9]+", key):
+                raise ValueError(f"{key!r} is not a valid Secret key")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?", value):
+            raise ValueError("must be a Kubernetes object name (lowercase, '-', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> StorageConfig:
+        both = sorted(set(self.env) & set(self.secret_keys if self.secret else {}))
+        if both:
+            raise ValueError(f"{', '.join(both)} set both in storage.env and storage.secret_keys")
+        return self
+
+
 class GitOpsConfig(_Section):
     """Target of ``deploy.mode: gitops``: the repository Argo CD syncs from."""
 
@@ -705,6 +770,7 @@ class ProjectConfig(_Section):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     features: list[FeatureSpec] = Field(default_factory=list, description="derived features (features step)")
 
     @field_validator("name")

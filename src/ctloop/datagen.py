@@ -6,12 +6,14 @@ exactly as on a stable stream (same random draws), so every input-drift score st
 Each day is one partition ``date=YYYY-MM-DD/part-0.parquet`` holding a row id (``YYYYMMDD-N``, unique
 across the stream), the features and the binary label.
 A day's rows depend only on (seed, date, drift settings), so regenerating a range reproduces it.
+:func:`write_stream` writes to a local folder, :func:`write_stream_uri` to an fsspec URI (``s3://``, ...).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,3 +178,74 @@ def write_stream(
         tmp.replace(path)
         written.append(path)
     return written
+
+
+def is_remote(out: str) -> bool:
+    """Whether ``out`` names an object store (an fsspec URI other than ``file://``)."""
+    return "://" in out and not out.startswith("file://")
+
+
+def write_stream_uri(
+    uri: str,
+    start: dt.date,
+    days: int,
+    seed: int,
+    rows_per_day: int = 500,
+    drift: DriftSpec | None = None,
+    id_column: str = ID,
+) -> list[str]:
+    """Write ``days`` daily partitions under an fsspec ``uri`` (one PUT per file, so a reader never sees
+    half a partition file); return the URIs written. Credentials and endpoint come from the store's
+    usual environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ... for ``s3://``).
+
+    Raises:
+        DataError: When the store cannot be opened or written.
+    """
+    import fsspec
+
+    from ctloop.errors import DataError
+
+    try:
+        fs, root = fsspec.core.url_to_fs(uri)
+    except (ImportError, ValueError) as exc:
+        raise DataError(f"--out {uri!r}: cannot open this storage ({exc})") from exc
+    written = []
+    for i in range(days):
+        day = start + dt.timedelta(days=i)
+        path = f"{root.rstrip('/')}/date={day.isoformat()}/part-0.parquet"
+        buf = io.BytesIO()
+        generate_day(day, rows_per_day, seed, drift, id_column).to_parquet(buf, index=False)
+        try:
+            fs.pipe_file(path, buf.getvalue())
+        except OSError as exc:
+            raise DataError(f"{fs.unstrip_protocol(path)}: write failed ({exc}); check the bucket, the "
+                            "credentials and AWS_ENDPOINT_URL") from exc
+        written.append(fs.unstrip_protocol(path))
+    return written
+
+
+def write_schema(out: str, id_column: str = ID) -> str:
+    """Write the stream's reviewed schema (what ``ctloop init`` writes) to a path or fsspec URI; return it.
+
+    Raises:
+        DataError: When the store cannot be opened or written.
+    """
+    import fsspec
+
+    from ctloop.errors import DataError
+    from ctloop.project import example_schema
+    from ctloop.schema import dump_schema
+
+    text = dump_schema(example_schema(id_column))
+    if not is_remote(out):
+        path = Path(out.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return str(path)
+    try:
+        fs, path_in_store = fsspec.core.url_to_fs(out)
+        fs.pipe_file(path_in_store, text.encode())
+    except (ImportError, ValueError, OSError) as exc:
+        raise DataError(f"--schema-out {out!r}: write failed ({exc}); check the bucket, the credentials "
+                        "and AWS_ENDPOINT_URL") from exc
+    return out

@@ -95,9 +95,9 @@ BOUNDS = {
 }
 
 
-def example_schema() -> Schema:
-    """The reviewed schema of the synthetic stream."""
-    cols: dict[str, ColumnSpec] = {ID: ColumnSpec(dtype="id")}
+def example_schema(id_column: str = ID) -> Schema:
+    """The reviewed schema of the synthetic stream (``ctloop datagen``) with its row id ``id_column``."""
+    cols: dict[str, ColumnSpec] = {id_column: ColumnSpec(dtype="id")}
     for name in NUMERIC:
         lo, hi = BOUNDS[name]
         cols[name] = ColumnSpec(

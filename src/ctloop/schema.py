@@ -75,17 +75,37 @@ class Schema(BaseModel):
         return [c for c, s in self.columns.items() if s.dtype == "id"]
 
 
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _read_remote(uri: str) -> str:
+    """A schema file's text from an fsspec URI (``s3://...``)."""
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "r") as fh:
+            return str(fh.read())
+    except FileNotFoundError as exc:
+        raise SchemaError(f"{uri}: schema file not found (schema.path); write it with `ctloop datagen "
+                          "--schema-out` or copy a reviewed schema there") from exc
+    except (ImportError, ValueError, OSError) as exc:
+        raise SchemaError(f"{uri}: cannot read the schema file ({exc}); check the URI, credentials and "
+                          "AWS_ENDPOINT_URL") from exc
+
+
 def load_schema(path: str | Path) -> Schema:
-    """Read and validate a schema YAML file.
+    """Read and validate a schema YAML file (a path, or an fsspec URI such as ``s3://bucket/schema.yaml``).
 
     Raises:
         SchemaError: When the file is missing, not YAML, or not a valid schema.
     """
+    text = _read_remote(str(path)) if _is_remote(str(path)) else None
     p = Path(path)
-    if not p.is_file():
+    if text is None and not p.is_file():
         raise SchemaError(f"{p}: schema file not found (schema.path); infer one with `ctloop schema infer`")
     try:
-        raw = load_bounded(p.read_text(), str(p))
+        raw = load_bounded(text if text is not None else p.read_text(), str(path))
         return Schema.model_validate(raw)
     except YamlLimitError as exc:
         raise SchemaError(str(exc)) from exc

@@ -297,3 +297,48 @@ def test_recovery_looks_up_the_run_before_submitting(tmp_path: Path, kfp_server)
         assert svc.ledger.get(d2.trigger_id).run_status == "submitted" and len(_posts(contract)) == 2
     finally:
         svc.stop()
+
+
+def test_the_watcher_submits_the_pipeline_compiled_for_its_config(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    """What the watcher submits carries the config's images, train-step scheduling and storage env (not
+    the reference pipeline shipped in the image), and the config's pipeline root when it is a URI."""
+    from prometheus_client import CollectorRegistry
+
+    from ctloop.config import StorageConfig, TrainingConfig
+    from ctloop.triggers.policy import Trigger
+
+    host, contract = kfp_server
+    cfg = load_config(trigger_project(tmp_path / "p", submitter="kfp"))
+    cfg = cfg.model_copy(update={
+        "kfp": cfg.kfp.model_copy(update={"host": host, "pipeline_root": "minio://mlpipeline/ctloop/root",
+                                          "images": cfg.kfp.images.model_copy(
+                                              update={"runtime": "registry.example/ctloop:9.9"})}),
+        "training": TrainingConfig(accelerator_limit=0),
+        "storage": StorageConfig(env={"AWS_ENDPOINT_URL": "http://minio:9000"}, secret="s3-creds")})
+    svc = TriggerService.create(cfg, CollectorRegistry())
+    pipeline_file = Path(svc.submitter.pipeline_file)  # type: ignore[attr-defined]
+    try:
+        svc.handle(Trigger("manual", "churn", episode="e1", reason="compiled for me"))
+        (post,) = _posts(contract)
+        assert post["body"]["runtime_config"]["pipeline_root"] == "minio://mlpipeline/ctloop/root"
+        spec = post["body"]["pipeline_spec"]
+        executors = spec["pipeline_spec"]["deploymentSpec"]["executors"]
+        ingest = executors["exec-ingest"]["container"]
+        assert ingest["image"] == "registry.example/ctloop:9.9"
+        assert ingest["env"] == [{"name": "AWS_ENDPOINT_URL", "value": "http://minio:9000"}]
+        assert "accelerator" not in executors["exec-train"]["container"]["resources"]
+        platform = spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        assert platform["exec-deploy"]["secretAsEnv"][0]["secretName"] == "s3-creds"
+        assert pipeline_file.is_file()
+    finally:
+        svc.stop()
+    assert not pipeline_file.exists()  # the compiled file lives as long as the service
+
+
+def test_a_local_pipeline_root_is_left_to_the_kfp_server(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    host, contract = kfp_server
+    sub = _kfp(tmp_path, host)
+    assert "://" not in sub.cfg.kfp.pipeline_root
+    sub.submit(RunRequest(1, "churn-manual-000000000001", {"cause": "manual"}))
+    (post,) = _posts(contract)
+    assert "pipeline_root" not in post["body"].get("runtime_config", {})

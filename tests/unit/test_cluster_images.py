@@ -101,10 +101,11 @@ def test_kind_workflow_builds_applies_runs_and_predicts() -> None:
     assert "docker build -f images/Dockerfile.runtime" in script
     assert "kind create cluster" in script and "--config kind-config.yaml" in script
     assert "kind load docker-image" in script
-    assert 'kubectl apply --server-side -k manifests/overlays/kind' in script
+    # the kind overlay rendered from examples/churn/ctloop.kind.yaml (tests/unit/test_kind_workflow.py)
+    assert 'kubectl apply --server-side -k "$KIND_TREE/overlays/kind"' in script
     assert "create_run_from_pipeline_package" in script and ":predict" in script
     assert wf["env"]["RUNTIME_IMAGE"] == ImagesConfig().runtime
-    assert (ROOT / "manifests" / "overlays" / "kind" / "kustomization.yaml").is_file()
+    assert (ROOT / wf["env"]["KIND_TREE"] / "overlays" / "kind" / "kustomization.yaml").is_file()
 
 
 def test_runtime_image_has_git_for_the_gitops_deploy() -> None:

@@ -62,3 +62,36 @@ def test_every_row_has_a_unique_id_across_days(tmp_path: Path) -> None:
     plain = generate_day(DAY, 50, seed=1)
     written = pd.read_parquet(files[0]).drop(columns=["row_id"])
     assert plain.drop(columns=[ID]).equals(written.astype(plain.dtypes.drop(ID).to_dict()))
+
+
+def test_write_stream_uri_writes_partitions_the_data_source_reads() -> None:
+    """fsspec's in-memory filesystem stands for an object store: the same code path as s3://."""
+    import uuid
+
+    from ctloop.data import list_partitions
+    from ctloop.datagen import is_remote, write_schema, write_stream_uri
+    from ctloop.schema import load_schema
+
+    root = f"memory://ctloop-{uuid.uuid4().hex[:8]}"
+    written = write_stream_uri(f"{root}/data", DAY, 3, seed=1, rows_per_day=50)
+    assert [w.rsplit("/", 2)[-2:] for w in written] == [[f"date=2026-03-0{i}", "part-0.parquet"] for i in (1, 2, 3)]
+    assert all(w.startswith("memory://") for w in written)
+    assert [p.day for p in list_partitions(f"{root}/data")] == [DAY + dt.timedelta(days=i) for i in range(3)]
+    import fsspec
+
+    with fsspec.open(written[1], "rb") as fh:
+        again = pd.read_parquet(fh)
+    local = generate_day(DAY + dt.timedelta(days=1), 50, seed=1)
+    pd.testing.assert_frame_equal(again, local, check_dtype=False)
+    assert write_schema(f"{root}/schema.yaml", id_column="row_id") == f"{root}/schema.yaml"
+    schema = load_schema(f"{root}/schema.yaml")
+    assert schema.columns["row_id"].dtype == "id" and schema.target == TARGET
+    assert is_remote("s3://b/x") and not is_remote("file:///tmp/x") and not is_remote("/tmp/x")
+
+
+def test_a_missing_remote_schema_is_a_schema_error() -> None:
+    from ctloop.errors import SchemaError
+    from ctloop.schema import load_schema
+
+    with pytest.raises(SchemaError, match="schema file not found"):
+        load_schema("memory://ctloop-none/schema.yaml")

@@ -99,14 +99,12 @@ def _print_result(out: Console, result: Any) -> None:
 
 def compile_cmd(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("pipelines/training"),
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Take images from this config.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Take images, train-step scheduling and storage env from this config.")] = None,
 ) -> None:
     """Compile the training pipeline to KFP IR YAML."""
-    from components import DEFAULT_IMAGE
-    from pipelines.training import compile_pipeline
+    from pipelines.training import compile_for_config, compile_pipeline
 
-    cfg = load(config) if config else None
-    image = cfg.kfp.images.runtime if cfg else DEFAULT_IMAGE
-    path = compile_pipeline(out / "pipeline.yaml", image=image, training=cfg.training if cfg else None,
-                            train_image=cfg.kfp.images.trainer_gpu if cfg else None)
+    path = compile_for_config(load(config), out / "pipeline.yaml") if config \
+        else compile_pipeline(out / "pipeline.yaml")
     console().print(f"compiled [bold]{path}[/]")

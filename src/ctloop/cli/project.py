@@ -38,7 +38,8 @@ def init(
 
 
 def datagen(
-    out: Annotated[Path, typer.Option(help="Output folder (date=YYYY-MM-DD partitions).")],
+    out: Annotated[str, typer.Option(
+        help="Output folder or fsspec URI, e.g. s3://bucket/data (date=YYYY-MM-DD partitions).")],
     days: Annotated[int, typer.Option(min=1, help="Number of daily partitions.")] = 30,
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")] = "2026-01-01",
     seed: Annotated[int, typer.Option(help="Stream seed.")] = 0,
@@ -51,9 +52,11 @@ def datagen(
         help="First day of pure concept drift (P(label | inputs) changes, inputs do not), YYYY-MM-DD.")] = None,
     concept_shift: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="How far pure concept drift moves the label rule (1 = fully new rule).")] = 1.0,
+    schema_out: Annotated[str | None, typer.Option(
+        help="Also write the stream's schema here (path or fsspec URI), as `ctloop init` writes it.")] = None,
 ) -> None:
     """Generate a deterministic synthetic labelled stream (a unique id per row)."""
-    from ctloop.datagen import DriftSpec, write_stream
+    from ctloop.datagen import DriftSpec, is_remote, write_schema, write_stream, write_stream_uri
 
     def day(value: str, opt: str) -> dt.date:
         try:
@@ -66,8 +69,12 @@ def datagen(
         concept_start=day(concept_drift_from, "concept-drift-from") if concept_drift_from else None,
         concept_shift=concept_shift,
     )
-    files = write_stream(out, day(start, "start"), days, seed, rows_per_day, drift, id_column)
+    args = (day(start, "start"), days, seed, rows_per_day, drift, id_column)
+    files = write_stream_uri(out, *args) if is_remote(out) \
+        else write_stream(Path(out.removeprefix("file://")), *args)
     console().print(f"wrote {len(files)} partitions ({len(files) * rows_per_day} rows) to [bold]{out}[/]")
+    if schema_out:
+        console().print(f"wrote the schema to [bold]{write_schema(schema_out, id_column)}[/]")
 
 
 def config_reference_cmd(

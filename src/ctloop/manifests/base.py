@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ctloop.config import ProjectConfig
+from ctloop.manifests.storage import storage_env
 
 WATCHER = "ctloop-watcher"
 CONFIG_MAP = "ctloop-config"
@@ -163,7 +164,7 @@ def deployment(cfg: ProjectConfig) -> dict[str, Any]:
         "command": ["python", "-m", "ctloop.cli"],
         "args": ["watch", "--config", f"{CONFIG_MOUNT}/ctloop.yaml", "--host", "0.0.0.0",
                  "--port", str(d.watcher_port)],
-        "env": [{"name": "HOME", "value": "/tmp"}],
+        "env": [{"name": "HOME", "value": "/tmp"}, *storage_env(cfg)],
         "ports": [{"name": "http", "containerPort": d.watcher_port, "protocol": "TCP"}],
         "readinessProbe": {**probe, "initialDelaySeconds": 5},
         "livenessProbe": {**probe, "initialDelaySeconds": 15, "failureThreshold": 3},

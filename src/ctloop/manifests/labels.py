@@ -19,6 +19,7 @@ from ctloop.manifests.base import (
     token_mount,
     watcher_endpoint,
 )
+from ctloop.manifests.storage import storage_env
 
 
 def label_feed_cron_job(cfg: ProjectConfig) -> dict[str, Any] | None:
@@ -34,7 +35,7 @@ def label_feed_cron_job(cfg: ProjectConfig) -> dict[str, Any] | None:
         "command": ["python", "-m", "ctloop.cli"],
         "args": ["labels", "push", "--config", f"{CONFIG_MOUNT}/ctloop.yaml", "--file", lab.push_file,
                  "--endpoint", watcher_endpoint(cfg), "--json"],
-        "env": [{"name": "HOME", "value": "/tmp"}],
+        "env": [{"name": "HOME", "value": "/tmp"}, *storage_env(cfg)],  # push_file may be s3://
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
         "securityContext": container_security(),
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ctloop.config import ProjectConfig
+from ctloop.manifests.storage import model_service_account, model_service_account_name
 from ctloop.serving._kserve import import_kserve
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
@@ -84,6 +85,7 @@ def build_inferenceservice(cfg: ProjectConfig, storage_uri: str | None) -> Any:
         canary_traffic_percent=sc.canary_traffic_percent,
         logger=V1beta1LoggerSpec(mode="all", url=sc.watcher_url),
         node_selector=dict(sc.node_selector),
+        service_account_name=model_service_account_name(cfg),  # storage.secret: storageUri credentials
         volumes=[V1Volume(name="ctloop-config", config_map=V1ConfigMapVolumeSource(name=sc.config_map))],
     )
     return V1beta1InferenceService(
@@ -167,10 +169,14 @@ def _dump(obj: Any) -> str:
 
 def render_inferenceservice(cfg: ProjectConfig) -> dict[str, str]:
     """Renderer for ``ctloop manifests render``: the InferenceService and its ServingRuntime."""
-    return {
+    out = {
         "base/inferenceservice.yaml": _dump(build_inferenceservice(cfg, champion_storage_uri(cfg))),
         "base/servingruntime.yaml": _dump(build_servingruntime(cfg)),
     }
+    account = model_service_account(cfg)
+    if account is not None:
+        out["base/model-serviceaccount.yaml"] = yaml.safe_dump(account, sort_keys=False)
+    return out
 
 
 def strict_deserialize(data: Any, klass: str, path: str = "") -> Any:

@@ -135,7 +135,7 @@ class TriggerService:
         )
         if submitter is None:
             if cfg.triggers.submitter == "kfp":
-                svc.submitter = KfpSubmitter(cfg, default_pipeline_file())
+                svc.submitter = KfpSubmitter.from_config(cfg)  # the pipeline as this config places it
             elif cfg.triggers.submitter in ORCHESTRATORS:
                 svc.submitter = orchestrator_submitter(cfg)
             else:

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -240,6 +241,21 @@ def _brief(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _require_host(cfg: ProjectConfig) -> None:
+    if not cfg.kfp.host:
+        raise SubmitError(
+            "triggers.submitter is 'kfp' but kfp.host is not set; set kfp.host to the "
+            "KFP API endpoint or use triggers.submitter: local"
+        )
+
+
+def cluster_pipeline_root(cfg: ProjectConfig) -> str | None:
+    """``kfp.pipeline_root`` when it is a URI (``minio://``, ``s3://``, ``gs://``) a KFP server can use;
+    None (the server's default root) for a local folder."""
+    root = cfg.kfp.pipeline_root
+    return root if "://" in root and not root.startswith("file://") else None
+
+
 class KfpSubmitter:
     """Submits the compiled pipeline to KFP (``kfp.Client``), with a deterministic run name.
 
@@ -253,16 +269,36 @@ class KfpSubmitter:
     backoff_s = 0.2
 
     def __init__(self, cfg: ProjectConfig, pipeline_file: str | Path, client: Any = None) -> None:
-        if client is None and not cfg.kfp.host:
-            raise SubmitError(
-                "triggers.submitter is 'kfp' but kfp.host is not set; set kfp.host to the "
-                "KFP API endpoint or use triggers.submitter: local"
-            )
+        if client is None:
+            _require_host(cfg)
         self.cfg = cfg
         self.pipeline_file = str(pipeline_file)
         if not Path(self.pipeline_file).is_file():
             raise SubmitError(f"{self.pipeline_file}: compiled pipeline not found (run `ctloop compile`)")
         self._client = client
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: ProjectConfig) -> KfpSubmitter:
+        """A submitter of the pipeline compiled for ``cfg`` (its images, the train step's scheduling, the
+        steps' object-store environment), written to a temporary folder that :meth:`close` removes.
+
+        Raises:
+            SubmitError: ``kfp.host`` is not set, or the pipeline does not compile.
+        """
+        _require_host(cfg)
+        from pipelines.training import compile_for_config
+
+        scratch = tempfile.TemporaryDirectory(prefix="ctloop-pipeline-")
+        try:
+            path = compile_for_config(cfg, Path(scratch.name) / "pipeline.yaml")
+        except Exception as exc:
+            scratch.cleanup()
+            raise SubmitError(f"cannot compile the training pipeline for {cfg.name!r} "
+                              f"({type(exc).__name__}: {exc})") from exc
+        sub = cls(cfg, path)
+        sub._scratch = scratch
+        return sub
 
     @property
     def client(self) -> Any:
@@ -326,6 +362,7 @@ class KfpSubmitter:
                     arguments=args,
                     run_name=req.run_id,
                     experiment_name=self.cfg.kfp.experiment,
+                    pipeline_root=cluster_pipeline_root(self.cfg),
                 )
                 return RunUpdate("submitted", external_id=res.run_id)
             except Exception as exc:
@@ -352,4 +389,7 @@ class KfpSubmitter:
         return self._update(run)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Remove the pipeline compiled by :meth:`from_config` (nothing else to release)."""
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
