@@ -35,7 +35,7 @@ from ctloop.model import LoadedModel, load_model
 from ctloop.profile import Profile
 from ctloop.quality.monitor import QualityMonitor
 from ctloop.quality.realized import realized_metrics
-from ctloop.quality.store import Label, PredictionStore
+from ctloop.quality.store import LabelBatch, PredictionStore
 from ctloop.quality.types import PerformanceSnapshot
 from ctloop.registry import Registry
 from ctloop.triggers.ledger import Ledger
@@ -156,7 +156,7 @@ class PolicyReplay:
         self.serving = _Serving(self.cfg, self.reg, self.quality, spec.kind == "drift")
         self.drift_eval = EmbeddedEvaluator(alert_rule(self.cfg), self._drift_share, self._drifted)
         self.perf_eval = PerformanceEvaluator(performance_rule(self.cfg), self._snapshot)
-        self.pending_labels: deque[tuple[float, list[Label], float]] = deque()
+        self.pending_labels: deque[tuple[float, LabelBatch, float]] = deque()
         self.run = PolicyRun(spec.name, spec.kind)
         self.active: tuple[int, Trigger] | None = None
 
@@ -205,7 +205,7 @@ class PolicyReplay:
                 if self.quality is not None:
                     self.quality.record(ids[a:b], self.serving.version, proba[a:b], yhat[a:b], when=t_rows)
                 due = t_rows + self.setup.label_delay_days * DAY
-                self.pending_labels.append((due, [Label(ids[i], int(y[i]), due) for i in range(a, b)], t_rows))
+                self.pending_labels.append((due, LabelBatch(ids[a:b], y[a:b].tolist(), [due] * (b - a)), t_rows))
             self._release_labels(t_end)
             for trig in self._signal_triggers():
                 self._decide(trig)

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from ctloop.errors import ConfigError, LabelError
-from ctloop.quality.store import OUTCOMES, Label
+from ctloop.quality.store import OUTCOMES, LabelBatch
 
 
 def parse_time(value: Any, where: str) -> float:
@@ -32,8 +32,10 @@ def parse_time(value: Any, where: str) -> float:
     return t.timestamp()
 
 
-def parse_label_rows(rows: Any, now: float | None = None, where: str = "labels") -> list[Label]:
-    """Validate label rows (``[{"id", "label", "time"?}]``).
+def parse_label_rows(rows: Any, now: float | None = None, where: str = "labels") -> LabelBatch:
+    """Validate label rows (``[{"id", "label", "time"?}]``) into columns.
+
+    An int id becomes its string, a 0.0/1.0 label its int; a row without a time gets ``now``.
 
     Raises:
         LabelError: Naming the first bad row's index and field.
@@ -41,8 +43,30 @@ def parse_label_rows(rows: Any, now: float | None = None, where: str = "labels")
     if not isinstance(rows, list):
         raise LabelError(f"{where}: must be a list of {{'id', 'label', 'time'?}} objects")
     now = time.time() if now is None else now
-    out: list[Label] = []
-    append = out.append
+    fast = _plain_rows(rows, now)
+    return fast if fast is not None else _checked_rows(rows, now, where)
+
+
+def _plain_rows(rows: list[Any], now: float) -> LabelBatch | None:
+    """The common batch checked a column at a time: every row a dict of exactly a non-empty string ``id``
+    and an int 0/1 ``label``. ``None`` for anything else (the row-by-row path decides)."""
+    if not rows or set(map(type, rows)) != {dict} or sum(map(len, rows)) != 2 * len(rows):
+        return None
+    try:
+        ids = [r["id"] for r in rows]
+        labels = [r["label"] for r in rows]
+    except KeyError:
+        return None
+    if set(map(type, ids)) != {str} or "" in ids or set(map(type, labels)) != {int} or not set(labels) <= {0, 1}:
+        return None
+    return LabelBatch(ids, labels, [now] * len(rows))
+
+
+def _checked_rows(rows: list[Any], now: float, where: str) -> LabelBatch:
+    """Rows validated one at a time (times to parse, ids or labels to convert, or an error to name)."""
+    ids: list[str] = []
+    labels: list[int] = []
+    times: list[float] = []
     for i, row in enumerate(rows):
         if type(row) is not dict:
             raise LabelError(f"{where}[{i}]: must be an object with 'id' and 'label', got {type(row).__name__}")
@@ -59,11 +83,13 @@ def parse_label_rows(rows: Any, now: float | None = None, where: str = "labels")
             else:
                 raise LabelError(f"{where}[{i}].label: must be 0 or 1, got {lab!r}")
         t = row.get("time")
-        append(Label(pid, lab, now if t is None else parse_time(t, f"{where}[{i}].time")))
-    return out
+        ids.append(pid)
+        labels.append(lab)
+        times.append(now if t is None else parse_time(t, f"{where}[{i}].time"))
+    return LabelBatch(ids, labels, times)
 
 
-def parse_labels_body(body: bytes, model: str, now: float | None = None) -> list[Label]:
+def parse_labels_body(body: bytes, model: str, now: float | None = None) -> LabelBatch:
     """Parse and validate a ``POST /labels`` body for ``model``.
 
     Raises:

@@ -117,9 +117,8 @@ class QualityMonitor:
         with self._lock:
             for o, n in res.counts.items():
                 self.totals[o] += n
-            for v, p, yhat, y, s in res.matched_rows:
-                if v == self.version:
-                    self._window.append((p, yhat, y, s))
+            version = self.version
+            self._window.extend(r[1:] for r in res.matched_rows if r[0] == version)
             if res.counts["matched"]:
                 self._cached = None
         return res

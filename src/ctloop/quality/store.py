@@ -17,14 +17,16 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
+import orjson
 
-from ctloop.errors import StoreError
+from ctloop.errors import LabelError, StoreError
 
 P_SCALE = 1_000_000
 OUTCOMES = ("matched", "unknown", "duplicate", "expired", "invalid")
@@ -42,6 +44,10 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE TABLE IF NOT EXISTS slice_keys (code INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+# the batch's distinct ids in as one JSON array (``j.key``: an id's index in it), the stored ones' rows out
+# as one JSON array of arrays: one Python object to decode instead of a tuple and seven values per row
+_LOOKUP = ("SELECT json_group_array(json_array(j.key, p.t, p.y, p.v, p.p, p.yhat, p.s)) "
+           "FROM json_each(?) AS j JOIN predictions AS p ON p.id = j.value")
 
 
 class Label(NamedTuple):
@@ -50,6 +56,48 @@ class Label(NamedTuple):
     id: str
     label: int
     time: float
+
+
+@dataclass(frozen=True)
+class LabelBatch(Sequence[Label]):
+    """Validated labels as three columns (ids, 0/1 labels, Unix-second times) of equal length.
+
+    What :func:`~ctloop.quality.labels.parse_label_rows` returns and the join reads, without a
+    :class:`Label` object per row; indexing or iterating still gives :class:`Label` items.
+    """
+
+    ids: list[str]
+    labels: list[int]
+    times: list[float]
+
+    def __post_init__(self) -> None:
+        if not len(self.ids) == len(self.labels) == len(self.times):
+            raise LabelError(f"label batch: {len(self.ids)} ids, {len(self.labels)} labels and {len(self.times)} "
+                             "times; each label needs one of each")
+
+    @classmethod
+    def of(cls, labels: Sequence[Label]) -> LabelBatch:
+        """``labels`` as a batch (itself when it already is one)."""
+        if isinstance(labels, LabelBatch):
+            return labels
+        return cls([lab.id for lab in labels], [lab.label for lab in labels], [lab.time for lab in labels])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> Label: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> LabelBatch: ...
+
+    def __getitem__(self, i: int | slice) -> Label | LabelBatch:
+        if isinstance(i, slice):
+            return LabelBatch(self.ids[i], self.labels[i], self.times[i])
+        return Label(self.ids[i], self.labels[i], self.times[i])
+
+    def __iter__(self) -> Iterator[Label]:
+        return map(Label, self.ids, self.labels, self.times)
 
 
 @dataclass
@@ -197,63 +245,80 @@ class PredictionStore:
         Outcomes: ``matched`` (stored), ``unknown`` (no such prediction, not stored), ``duplicate`` (the
         prediction already has a label, or the id came earlier in the batch: the first label stands),
         ``expired`` (the prediction is older than ``max_age_seconds`` at the label's time),
-        ``invalid`` (the label's time is before the prediction's).
+        ``invalid`` (the label's time is before the prediction's). Matched labels are numbered in batch
+        order (``labelled_window`` reads them back in that order).
+
+        Args:
+            labels: The batch; a :class:`LabelBatch` (what ``parse_label_rows`` returns) is read as is.
+            now: The time that expiry is judged at (Unix seconds; default: the clock).
 
         Raises:
-            StoreError: When the database write fails (nothing of the batch is recorded).
+            StoreError: When the database read or write fails (nothing of the batch is recorded).
         """
-        res = LabelResult()
-        counts = res.counts
+        batch = LabelBatch.of(labels)
         now = time.time() if now is None else now
+        first = _first_positions(batch.ids)
         with self._lock:
-            found: dict[str, tuple[int, int, int, int, int | None, int | None]] = {}
-            ids = sorted({lab.id for lab in labels})  # key order: neighbouring B-tree pages, fewer page reads
-            try:  # one query for the batch: the ids as one JSON parameter, joined on the primary key
-                q = ("SELECT p.id, v, p, yhat, t, s, y FROM json_each(?) AS j "
-                     "JOIN predictions AS p ON p.id = j.value")
-                for pid, v, p, yhat, t, s, y in self._db.execute(q, (json.dumps(ids),)):
-                    found[pid] = (v, p, yhat, t, s, y)
-            except sqlite3.Error as exc:
-                raise StoreError(f"prediction store {self.path}: cannot read predictions ({exc})") from exc
-            updates: list[tuple[int, int, str]] = []
-            seen: set[str] = set()
-            seq = self._seq
-            for lab in labels:
-                row = found.get(lab.id)
-                if lab.id in seen:
-                    counts["duplicate"] += 1
-                    continue
-                seen.add(lab.id)
-                if row is None:
-                    counts["unknown"] += 1
-                    continue
-                v, p, yhat, t, s, y = row
-                if y is not None:
-                    counts["duplicate"] += 1
-                elif lab.time < t:
-                    counts["invalid"] += 1
-                elif lab.time - t > self.max_age_seconds or now - t > self.max_age_seconds:
-                    counts["expired"] += 1
-                else:
-                    seq += 1
-                    updates.append((lab.label, seq, lab.id))
-                    res.delays.append(lab.time - t)
-                    res.matched_rows.append((v, p / P_SCALE, yhat, lab.label, s))
-                    counts["matched"] += 1
-            if updates:
-                updates.sort(key=lambda u: u[2])
-                try:
-                    self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")  # the lookup and the writes see one state of the store
+                found = self._lookup([batch.ids[i] for i in first] if first is not None else batch.ids)
+                res, updates = self._classify(batch, first, found, now)
+                if updates:
+                    updates.sort(key=itemgetter(2))  # key order: neighbouring B-tree pages one after another
                     self._db.executemany("UPDATE predictions SET y = ?, ls = ? WHERE id = ?", updates)
-                    self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('label_seq', ?)", (str(seq),))
-                    self._db.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    self._rollback()
-                    raise StoreError(f"prediction store {self.path}: cannot record {len(updates)} labels "
-                                     f"({exc}); nothing of the batch was recorded") from exc
-                self._seq = seq
-                self.labelled += len(updates)
+                    self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('label_seq', ?)",
+                                     (str(self._seq + len(updates)),))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"prediction store {self.path}: cannot join {len(batch)} labels ({exc}); "
+                                 "nothing of the batch was recorded") from exc
+            except BaseException:  # e.g. a label time that is not a number: no transaction is left open
+                self._rollback()
+                raise
+            self._seq += len(updates)
+            self.labelled += len(updates)
         return res
+
+    def _lookup(self, ids: list[str]) -> list[list[Any]]:
+        """``[index in ids, t, y, v, p, yhat, s]`` of the stored ones among distinct ``ids``, in ``ids`` order
+        (all integers; ``y`` and ``s`` may be ``None``)."""
+        try:
+            param = orjson.dumps(ids).decode()
+        except orjson.JSONEncodeError:  # an id that is not valid UTF-8 (a lone surrogate): it matches nothing
+            param = json.dumps(ids)
+        rows: list[list[Any]] = orjson.loads(self._db.execute(_LOOKUP, (param,)).fetchone()[0])
+        rows.sort()  # already in order (json_each drives the join); a cheap pass that makes it certain
+        return rows
+
+    def _classify(self, batch: LabelBatch, first: list[int] | None,
+                  found: list[list[Any]], now: float) -> tuple[LabelResult, list[tuple[int, int, str]]]:
+        """Outcomes of a batch given its stored rows; the ``(label, seq, id)`` updates of the matched ones."""
+        res = LabelResult()
+        ids, labels, times = batch.ids, batch.labels, batch.times
+        max_age = self.max_age_seconds
+        seq = self._seq
+        updates: list[tuple[int, int, str]] = []
+        delays, matched_rows = res.delays, res.matched_rows
+        duplicate = invalid = expired = 0
+        for k, t, y, v, p, yhat, s in found:
+            i = k if first is None else first[k]
+            lt = times[i]
+            if y is not None:
+                duplicate += 1
+            elif lt < t:
+                invalid += 1
+            elif lt - t > max_age or now - t > max_age:
+                expired += 1
+            else:
+                seq += 1
+                updates.append((labels[i], seq, ids[i]))
+                delays.append(lt - t)
+                matched_rows.append((v, p / P_SCALE, yhat, labels[i], s))
+        distinct = len(ids) if first is None else len(first)
+        res.counts.update(matched=len(updates), unknown=distinct - len(found),
+                          duplicate=duplicate + len(ids) - distinct, expired=expired, invalid=invalid)
+        return res, updates
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -294,3 +359,13 @@ class PredictionStore:
     def count(self) -> tuple[int, int]:
         """``(stored, labelled)`` predictions."""
         return self.stored, self.labelled
+
+
+def _first_positions(ids: list[str]) -> list[int] | None:
+    """Positions of each id's first occurrence, in batch order; ``None`` when every id occurs once."""
+    if len(set(ids)) == len(ids):
+        return None
+    first: dict[str, int] = {}
+    for i, pid in enumerate(ids):
+        first.setdefault(pid, i)
+    return list(first.values())
