@@ -1,9 +1,9 @@
 """Helpers for the trigger tests: a recording submitter, trigger projects, and real servers.
 
-``RecordingSubmitter`` implements the submitter interface and records EVERY submit call in its own
-SQLite file (no dedupe: a second call for the same run id is a second row, so "exactly one run" means
-exactly one call); ``lookup`` answers from that file, as an orchestrator would: what is under test in
-these tests is the policy and the service's recovery, not the pipeline.
+``RecordingSubmitter`` implements the submitter interface and records EVERY submit and cancel call in
+its own SQLite file (no dedupe: a second call for the same run id is a second row, so "exactly one run"
+means exactly one call); ``lookup`` and ``cancel`` answer from that file, as an orchestrator would: what
+is under test in these tests is the policy and the service's recovery, not the pipeline.
 """
 
 from __future__ import annotations
@@ -48,11 +48,16 @@ class RecordingSubmitter:
         self.path = Path(path)
         self.submit_delay = submit_delay
         self.lookups = 0
+        self.cancel_answer = "canceled"  # the run's status after a cancel (e.g. "succeeded": it ended first)
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.execute(
                 "CREATE TABLE IF NOT EXISTS submissions (n INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT,"
                 " trigger_id INTEGER, at REAL, trigger TEXT)"
+            )
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS cancels (n INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT,"
+                " trigger_id INTEGER, at REAL)"
             )
 
     @contextlib.contextmanager
@@ -84,8 +89,22 @@ class RecordingSubmitter:
             row = c.execute("SELECT 1 FROM submissions WHERE run_id = ? LIMIT 1", (req.run_id,)).fetchone()
         return None if row is None else RunUpdate("submitted", external_id=f"rec-{req.run_id}")
 
+    def cancel(self, req: RunRequest) -> RunUpdate | None:
+        """Record the call (every call is a row); ``cancel_answer`` for a recorded run, else None."""
+        with self._conn() as c:
+            c.execute("INSERT INTO cancels (run_id, trigger_id, at) VALUES (?, ?, ?)",
+                      (req.run_id, req.trigger_id, time.time()))
+            row = c.execute("SELECT 1 FROM submissions WHERE run_id = ? LIMIT 1", (req.run_id,)).fetchone()
+        return None if row is None else RunUpdate(self.cancel_answer, external_id=f"rec-{req.run_id}")
+
     def close(self) -> None:
         pass
+
+    def cancels(self) -> list[dict[str, Any]]:
+        """Every recorded cancel call, in order."""
+        with self._conn() as c:
+            rows = c.execute("SELECT run_id, trigger_id FROM cancels ORDER BY n").fetchall()
+        return [{"run_id": r[0], "trigger_id": r[1]} for r in rows]
 
     def submissions(self) -> list[dict[str, Any]]:
         """Every recorded submit call, in order."""

@@ -57,6 +57,14 @@ class SubmitError(TriggerError):
     """A pipeline run could not be submitted (the trigger stays in the ledger with the error)."""
 
 
+class TriggerNotFoundError(TriggerError, LookupError):
+    """No trigger with this id in the ledger (HTTP 404)."""
+
+
+class CancelConflictError(TriggerError):
+    """The trigger has no run to cancel: it was suppressed, or its run already ended (HTTP 409)."""
+
+
 class DeployError(CtloopError, RuntimeError):
     """A promoted version could not be delivered to serving (GitOps push, Kubernetes patch)."""
 

@@ -1,4 +1,4 @@
-"""The trigger endpoints under a real uvicorn server, and the `ctloop trigger` / `ctloop triggers` CLI."""
+"""The trigger endpoints under a real uvicorn server, and the `ctloop trigger` / `cancel` / `triggers` CLI."""
 
 from __future__ import annotations
 
@@ -97,6 +97,64 @@ def test_cli_trigger_posts_and_triggers_shows_ledger(server) -> None:  # type: i
         "trigger", "--config", str(cfg_path), "--reason", "x", "--url", f"http://127.0.0.1:{free_port()}"
     )
     assert p.returncode == 1 and "cannot reach the watcher" in p.stderr
+
+
+def test_cancel_route_statuses(server) -> None:  # type: ignore[no-untyped-def]
+    base, _cfg, rec = server
+    with httpx.Client(base_url=base, timeout=30) as c:
+        d = c.post("/trigger", json={"reason": "to cancel", "key": "k1"}, headers=AUTH).json()
+        dup = c.post("/trigger", json={"reason": "to cancel", "key": "k1"}, headers=AUTH).json()
+        tid = d["trigger_id"]
+        r = c.post(f"/triggers/{tid}/cancel", json={"reason": "x"})
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert c.post(f"/triggers/{tid}/cancel", headers={"Authorization": "Bearer nope"}).status_code == 401
+        for bad in ("abc", "0", "-3", "9" * 19):
+            r = c.post(f"/triggers/{bad}/cancel", headers=AUTH)
+            assert r.status_code == 400 and "is not a positive integer" in r.json()["error"], (bad, r.text)
+        r = c.post(f"/triggers/{tid}/cancel", content=b"{nope", headers=AUTH)
+        assert r.status_code == 400 and "cancel request" in r.json()["error"]
+        r = c.post(f"/triggers/{tid}/cancel", json={"reason": "x", "force": True}, headers=AUTH)
+        assert r.status_code == 400 and "force" in r.json()["error"]
+        r = c.post(f"/triggers/{tid}/cancel", content=b"x" * 5000, headers=AUTH)
+        assert r.status_code == 413
+        r = c.post("/triggers/424242/cancel", headers=AUTH)
+        assert r.status_code == 404 and r.json()["error"] == "no trigger #424242 in the ledger (see `ctloop triggers`)"
+        r = c.post(f"/triggers/{dup['trigger_id']}/cancel", headers=AUTH)
+        assert r.status_code == 409 and "was suppressed (duplicate" in r.json()["error"]
+        assert rec.cancels() == []  # nothing above reached the submitter
+        r = c.post(f"/triggers/{tid}/cancel", headers=AUTH)  # no body: the row says where the cancel came from
+        assert r.status_code == 200, r.text
+        row = r.json()
+        assert (row["id"], row["run_status"], row["submitter"]) == (tid, "canceled", "recording")
+        assert row["detail"]["cancel"]["reason"] == f"POST /triggers/{tid}/cancel (no reason given)"
+        assert row["external_id"] == f"rec-{d['run_id']}"
+        r = c.post(f"/triggers/{tid}/cancel", headers=AUTH)
+        assert r.status_code == 409 and "already canceled" in r.json()["error"]
+        assert [x["run_id"] for x in rec.cancels()] == [d["run_id"]]
+        # no longer the active run; the cooldown since it fired still holds
+        assert c.get("/status").json()["active_run"] is None
+        d2 = c.post("/trigger", json={"reason": "second", "key": "k2"}, headers=AUTH).json()
+        assert d2["reason_code"] == "cooldown", d2
+
+
+def test_cli_cancel_prints_one_line_and_fails_with_the_watchers_message(server) -> None:  # type: ignore[no-untyped-def]
+    base, cfg_path, rec = server
+    doc = json.loads(run_cli("trigger", "--config", str(cfg_path), "--reason", "r", "--json").stdout)
+    tid = doc["trigger_id"]
+    p = run_cli("cancel", "--config", str(cfg_path), str(tid), "--reason", "wrong window")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"canceled trigger #{tid} → run {doc['run_id']} (recording run rec-{doc['run_id']})"
+    p = run_cli("cancel", "--config", str(cfg_path), str(tid))
+    assert p.returncode == 1 and "answered 409: " in p.stderr and "already canceled" in p.stderr
+    p = run_cli("cancel", "--config", str(cfg_path), "777", "--json")
+    assert p.returncode == 1 and "answered 404: no trigger #777 in the ledger" in p.stderr and p.stdout == ""
+    p = run_cli("triggers", "--config", str(cfg_path), "--json")
+    row = next(r for r in json.loads(p.stdout)["triggers"] if r["id"] == tid)
+    assert row["run_status"] == "canceled"
+    assert row["detail"]["cancel"]["reason"].startswith("wrong window (ctloop cancel by ")
+    table = run_cli("triggers", "--config", str(cfg_path))
+    assert "canceled: wrong window (ctloop cancel by" in " ".join(table.stdout.split())
+    assert len(rec.cancels()) == 1
 
 
 def test_cli_trigger_without_token_file_is_a_config_error(tmp_path: Path) -> None:

@@ -1,12 +1,16 @@
-"""The ``kfp`` submitter against a RECORDED CONTRACT of the KFP v2beta1 REST API (no KFP API server can
-run here): a local HTTP server replays responses shaped as recorded from KFP 2.x
-(``/apis/v2beta1/healthz``, ``experiments``, ``runs``), keeps created runs in memory, and records every
-request so the test can check what ``kfp.Client`` sent.
+"""The ``kfp`` submitter against a HAND-WRITTEN stand-in of the KFP v2beta1 REST API (no KFP API server can
+run here, and none of these answers was captured from a live server).
 
-Hand-written additions (shapes of KFP's documented v2beta1 answers, not captured from a live server):
-run states other than SUCCEEDED (``FAILED`` with an ``error`` status, ``CANCELED``), a transient
-``503 Service Unavailable`` for the next N requests under ``/apis/v2beta1/runs``, and a create whose
-answer is lost (the run is created, the client gets a 503)."""
+The stand-in is written from KFP's v2beta1 API as the ``kfp_server_api`` client that ``kfp.Client`` uses
+describes it (paths, methods, request and response fields): ``GET /apis/v2beta1/healthz``,
+``GET``/``POST /apis/v2beta1/experiments``, ``GET``/``POST /apis/v2beta1/runs`` (list with a
+``display_name`` filter, create), ``GET /apis/v2beta1/runs/{run_id}`` and
+``POST /apis/v2beta1/runs/{run_id}:terminate`` (which moves the run to ``CANCELING``, as KFP's API server
+does before its persistence agent reports ``CANCELED``). It keeps created runs in memory and records
+every request, so a test can check what ``kfp.Client`` sent and count each call. Test knobs: the state a
+run reports (``FAILED`` with an ``error`` status, ``CANCELED``, ...), a transient ``503 Service
+Unavailable`` for the next N requests under ``/apis/v2beta1/runs``, and a create whose answer is lost
+(the run is created, the client gets a 503)."""
 
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ CREATED = "2026-11-29T10:00:00Z"
 
 
 class KfpContract(BaseHTTPRequestHandler):
-    """Replays KFP v2beta1 responses (recorded shapes); state: experiments and runs created so far."""
+    """Answers as KFP's v2beta1 API (hand-written); state: experiments and runs created so far, every request,
+    and every terminate call (``terminated``: run ids, one per call)."""
 
     requests: list[dict[str, Any]]
     runs: dict[str, dict[str, Any]]
@@ -40,6 +45,7 @@ class KfpContract(BaseHTTPRequestHandler):
     states: dict[str, str]  # run id -> state reported by GET (default SUCCEEDED)
     unavailable: list[int]  # [n]: answer the next n requests under /runs with 503
     lose_create_answer: list[int]  # [n]: create the next n runs but answer 503
+    terminated: list[str]  # run ids, one per POST /apis/v2beta1/runs/{run_id}:terminate
 
     def _unavailable(self, path: str) -> bool:
         if path.startswith("/apis/v2beta1/runs") and self.unavailable[0] > 0:
@@ -130,13 +136,20 @@ class KfpContract(BaseHTTPRequestHandler):
                 self.lose_create_answer[0] -= 1
                 return self._send(503, {"error": "upstream request timeout", "code": 14, "message": "timeout"})
             return self._send(200, run)
+        if path.startswith("/apis/v2beta1/runs/") and path.endswith(":terminate"):
+            run_id = path[len("/apis/v2beta1/runs/"):-len(":terminate")]
+            self.terminated.append(run_id)
+            if run_id not in self.runs:
+                return self._send(404, {"error": "run not found", "code": 5, "message": "run not found"})
+            self.states[run_id] = "CANCELING"
+            return self._send(200, {})
         return self._send(404, {"code": 5, "message": f"no route {path}"})
 
 
 @pytest.fixture
 def kfp_server():  # type: ignore[no-untyped-def]
     handler = type("H", (KfpContract,), {"requests": [], "runs": {}, "experiments": {}, "states": {},
-                                         "unavailable": [0], "lose_create_answer": [0]})
+                                         "unavailable": [0], "lose_create_answer": [0], "terminated": []})
     port = free_port()
     srv = ThreadingHTTPServer(("127.0.0.1", port), handler)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -148,7 +161,7 @@ def kfp_server():  # type: ignore[no-untyped-def]
         srv.server_close()
 
 
-def test_kfp_submitter_against_recorded_v2beta1_contract(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+def test_kfp_submitter_against_the_v2beta1_contract(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
     host, contract = kfp_server
     cfg = load_config(trigger_project(tmp_path / "p", submitter="kfp"))
     cfg = cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"host": host})})
@@ -342,3 +355,44 @@ def test_a_local_pipeline_root_is_left_to_the_kfp_server(tmp_path: Path, kfp_ser
     sub.submit(RunRequest(1, "churn-manual-000000000001", {"cause": "manual"}))
     (post,) = _posts(contract)
     assert "pipeline_root" not in post["body"].get("runtime_config", {})
+
+
+def test_cancel_terminates_the_run_once_through_the_service(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import CollectorRegistry
+
+    from ctloop.errors import CancelConflictError
+    from ctloop.triggers.policy import Trigger
+
+    host, contract = kfp_server
+    sub = _kfp(tmp_path, host, cooldown_minutes=0)
+    svc = TriggerService.create(sub.cfg, CollectorRegistry(), submitter=sub)
+    try:
+        d = svc.handle(Trigger("manual", "churn", episode="e1", reason="to be canceled"))
+        ext = svc.ledger.get(d.trigger_id).external_id
+        assert ext in contract.runs
+        contract.states[ext] = "RUNNING"
+        row = svc.cancel(d.trigger_id, "by ops: wrong window")
+        assert contract.terminated == [ext]  # exactly once, the run KFP knows by this trigger's run name
+        (term,) = [r for r in contract.requests if r["path"].endswith(":terminate")]
+        assert (term["method"], term["path"]) == ("POST", f"/apis/v2beta1/runs/{ext}:terminate")
+        assert (row.run_status, row.external_id) == ("canceled", ext)
+        assert row.detail["cancel"]["reason"] == "by ops: wrong window"
+        svc.tick()  # KFP says CANCELING now: the poll does not reopen the canceled row
+        assert svc.ledger.get(d.trigger_id).run_status == "canceled"
+        # a run that already ended is not terminated: the service answers with its status
+        d2 = svc.handle(Trigger("manual", "churn", episode="e2", reason="finishes first"))
+        ext2 = svc.ledger.get(d2.trigger_id).external_id
+        contract.states[ext2] = "SUCCEEDED"
+        with pytest.raises(CancelConflictError, match="already succeeded"):
+            svc.cancel(d2.trigger_id, "too late")
+        assert svc.ledger.get(d2.trigger_id).run_status == "succeeded"
+        assert contract.terminated == [ext]
+    finally:
+        svc.stop()
+
+
+def test_cancel_of_a_run_kfp_does_not_know(tmp_path: Path, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    host, contract = kfp_server
+    sub = _kfp(tmp_path, host)
+    assert sub.cancel(RunRequest(1, "churn-manual-000000000404", {"cause": "manual"})) is None
+    assert contract.terminated == []

@@ -269,3 +269,38 @@ def test_cancel_and_the_final_status_reach_the_ledger(
         assert row.external_id == cancel.external_id
         if name.startswith("airflow"):
             assert "ended failed" in row.detail["error"]
+
+
+def _dagster_status(server: Server, run_id: str) -> str:
+    """A run's status read with Dagster's own GraphQL API (not the submitter's code)."""
+    q = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+    r = httpx.post(f"{server.url}/graphql", json={"query": q, "variables": {"id": run_id}}, timeout=30)
+    r.raise_for_status()
+    return str(r.json()["data"]["runOrError"]["status"])
+
+
+def test_dagster_run_is_canceled_through_the_service(tmp_path: Path, dagster: Server) -> None:
+    """``TriggerService.cancel`` (what ``POST /triggers/{id}/cancel`` and ``ctloop cancel`` call) stops
+    the run on the real Dagster server and records who/why; the row is final and no longer active."""
+    from ctloop.errors import CancelConflictError
+
+    with watcher(tmp_path / "p", dagster) as (base, svc):
+        r = httpx.post(f"{base}/trigger", json={"reason": "cancel through the service", "key": "svc-cancel"},
+                       headers=AUTH, timeout=60)
+        d = r.json()
+        assert r.status_code == 202, d
+        ext = svc.ledger.get(d["trigger_id"]).external_id
+        assert ext and _dagster_status(dagster, ext) in ("QUEUED", "NOT_STARTED")
+        r = httpx.post(f"{base}/triggers/{d['trigger_id']}/cancel", json={"reason": "by ops: wrong window"},
+                       headers=AUTH, timeout=60)
+        assert r.status_code == 200, r.text
+        row = r.json()
+        assert (row["run_status"], row["external_id"], row["submitter"]) == ("canceled", ext, "dagster")
+        assert row["detail"]["cancel"]["reason"] == "by ops: wrong window"
+        wait_for(lambda: _dagster_status(dagster, ext) == "CANCELED", 30, f"dagster run {ext} to be CANCELED",
+                 interval=0.5)
+        svc.tick()
+        assert svc.ledger.get(d["trigger_id"]).run_status == "canceled"
+        assert svc.policy.status(svc.cfg.name)["active_run"] is None
+        with pytest.raises(CancelConflictError, match="already canceled"):
+            svc.cancel(d["trigger_id"], "again")

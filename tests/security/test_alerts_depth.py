@@ -1,4 +1,5 @@
-"""Security regression: deeply nested JSON posted to ``/alerts`` (and ``/trigger``) is a 400, not a 500."""
+"""Security regression: deeply nested JSON posted to ``/alerts`` (and ``/trigger``, ``/triggers/{id}/cancel``) is
+a 400, not a 500."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_deep_json_to_alerts_and_trigger_is_400(tmp_path: Path) -> None:
             deep = b"[" * 100_000 + b"]" * 100_000
             inner = (b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {}, '
                      b'"annotations": {"summary": ' + b"[" * 900 + b"]" * 900 + b"}}]}")
-            for path, body in (("/alerts", deep), ("/trigger", deep), ("/alerts", inner)):
+            for path, body in (("/alerts", deep), ("/trigger", deep), ("/alerts", inner), ("/triggers/1/cancel", deep)):
                 r = httpx.post(base + path, content=body, headers=auth, timeout=30)
                 assert r.status_code == 400, (path, r.status_code, r.text[:300])
             assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200

@@ -15,7 +15,7 @@ from tests.conftest import run_cli
 OWNERS = {
     "init": "project", "datagen": "project", "config-reference": "project",
     "schema": "schema", "run": "pipeline", "compile": "pipeline", "registry": "registry",
-    "serve": "serve", "watch": "watch", "trigger": "triggers", "triggers": "triggers",
+    "serve": "serve", "watch": "watch", "trigger": "triggers", "cancel": "triggers", "triggers": "triggers",
     "labels": "labels", "status": "status", "check": "check", "backtest": "backtest",
     "demo": "demo", "manifests": "manifests",
 }

@@ -1,4 +1,5 @@
-"""HTTP endpoints: ``POST /alerts`` (Alertmanager webhook v4), ``POST /trigger``, ``GET /triggers/status``.
+"""HTTP endpoints: ``POST /alerts`` (Alertmanager webhook v4), ``POST /trigger``, ``GET /triggers/status``,
+``POST /triggers/{trigger_id}/cancel``.
 
 Mount them in the watcher with ``build_app(..., extra_routes=routes(service))``; :func:`build_trigger_app`
 is a standalone ASGI app with the same routes plus ``GET /status`` and ``GET /metrics``.
@@ -18,8 +19,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ctloop.errors import ConfigError, TriggerError
-from ctloop.triggers.payloads import PayloadError, parse_trigger_request, parse_webhook, webhook_triggers
+from ctloop.errors import CancelConflictError, ConfigError, SubmitError, TriggerError, TriggerNotFoundError
+from ctloop.triggers.payloads import (
+    PayloadError,
+    parse_cancel_request,
+    parse_trigger_id,
+    parse_trigger_request,
+    parse_webhook,
+    webhook_triggers,
+)
 from ctloop.triggers.service import TriggerService, read_token
 from ctloop.triggers.sources import schedule_trigger, volume_trigger
 
@@ -66,10 +74,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _guarded(svc: TriggerService, handler: Callable[[bytes], Awaitable[Response]]
+def _guarded(svc: TriggerService, handler: Callable[[Request, bytes], Awaitable[Response]]
              ) -> Callable[[Request], Awaitable[Response]]:
     """An endpoint that checks the bearer token and reads the body (within ``triggers.max_body_bytes``)
-    before ``handler(body)``; a failed check answers with its status."""
+    before ``handler(request, body)``; a failed check answers with its status."""
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -77,7 +85,7 @@ def _guarded(svc: TriggerService, handler: Callable[[bytes], Awaitable[Response]
             body = await _body(svc, request)
         except _HttpError as exc:
             return _error(exc.status, exc.message)
-        return await handler(body)
+        return await handler(request, body)
 
     return endpoint
 
@@ -85,7 +93,7 @@ def _guarded(svc: TriggerService, handler: Callable[[bytes], Awaitable[Response]
 def routes(svc: TriggerService) -> list[Route]:
     """The trigger routes for the watcher's Starlette app."""
 
-    async def alerts(body: bytes) -> Response:
+    async def alerts(_request: Request, body: bytes) -> Response:
         try:
             hook = parse_webhook(body)
         except PayloadError as exc:
@@ -93,7 +101,7 @@ def routes(svc: TriggerService) -> list[Route]:
         decisions = [await run_in_threadpool(svc.handle, t) for t in webhook_triggers(hook, svc.cfg.name)]
         return JSONResponse({"decisions": [d.to_dict() for d in decisions]})
 
-    async def trigger(body: bytes) -> Response:
+    async def trigger(_request: Request, body: bytes) -> Response:
         try:
             req = parse_trigger_request(body)
             now = svc.clock()
@@ -129,6 +137,23 @@ def routes(svc: TriggerService) -> list[Route]:
         decision = await run_in_threadpool(svc.handle, t)
         return JSONResponse(decision.to_dict(), status_code=202 if decision.fired else 200)
 
+    async def cancel(request: Request, body: bytes) -> Response:
+        raw_id = str(request.path_params["trigger_id"])
+        try:
+            trigger_id = parse_trigger_id(raw_id, f"POST /triggers/{raw_id[:40]}/cancel")
+            reason = parse_cancel_request(body).reason or f"POST /triggers/{trigger_id}/cancel (no reason given)"
+        except PayloadError as exc:
+            return _error(400, str(exc))
+        try:
+            row = await run_in_threadpool(svc.cancel, trigger_id, reason)
+        except TriggerNotFoundError:
+            return _error(404, f"no trigger #{trigger_id} in the ledger (see `ctloop triggers`)")
+        except CancelConflictError as exc:
+            return _error(409, str(exc))
+        except SubmitError as exc:
+            return _error(502, f"trigger #{trigger_id}: cannot stop its run ({exc}); the ledger is unchanged")
+        return JSONResponse({**row.to_dict(), "submitter": svc.submitter.name})
+
     async def status(request: Request) -> Response:
         try:
             _check_token(svc, request)  # the ledger's rows, path and idempotency keys are not public
@@ -140,6 +165,7 @@ def routes(svc: TriggerService) -> list[Route]:
         Route("/alerts", _guarded(svc, alerts), methods=["POST"]),
         Route("/trigger", _guarded(svc, trigger), methods=["POST"]),
         Route("/triggers/status", status, methods=["GET"]),
+        Route("/triggers/{trigger_id}/cancel", _guarded(svc, cancel), methods=["POST"]),
     ]
 
 

@@ -12,13 +12,13 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctloop.errors import TriggerError
+from ctloop.errors import TriggerError, TriggerNotFoundError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS triggers (
@@ -202,15 +202,31 @@ class Ledger:
         version: int | None = None,
         error: str | None = None,
         now: dt.datetime | None = None,
-    ) -> None:
-        """Record a run's progress or outcome on its trigger row."""
+        unless: Collection[str] = (),
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a run's progress or outcome on its trigger row.
+
+        Args:
+            unless: Leave the row alone when its run status is one of these (checked in the same
+                transaction as the write, so a concurrent writer cannot slip in between).
+            detail: Keys merged into the row's ``detail``.
+
+        Returns:
+            Whether the row was written.
+
+        Raises:
+            TriggerNotFoundError: No row with this id.
+        """
         with self.transaction() as conn:
-            row = conn.execute("SELECT detail FROM triggers WHERE id=?", (trigger_id,)).fetchone()
+            row = conn.execute("SELECT run_status, detail FROM triggers WHERE id=?", (trigger_id,)).fetchone()
             if row is None:
-                raise TriggerError(f"ledger {self.path}: no trigger #{trigger_id}")
-            detail = json.loads(row["detail"] or "{}")
+                raise TriggerNotFoundError(f"ledger {self.path}: no trigger #{trigger_id}")
+            if row["run_status"] in unless:
+                return False
+            merged = {**json.loads(row["detail"] or "{}"), **(detail or {})}
             if error:
-                detail["error"] = error
+                merged["error"] = error
             conn.execute(
                 "UPDATE triggers SET run_status=?, external_id=COALESCE(?, external_id),"
                 " version=COALESCE(?, version), outcome_at=?, detail=? WHERE id=?",
@@ -219,17 +235,18 @@ class Ledger:
                     external_id,
                     version,
                     iso(now or utcnow()),
-                    json.dumps(detail, sort_keys=True),
+                    json.dumps(merged, sort_keys=True, default=str),
                     trigger_id,
                 ),
             )
+        return True
 
     def get(self, trigger_id: int) -> LedgerRow:
         """One row by id."""
         with self._lock:
             r = self._conn.execute("SELECT * FROM triggers WHERE id=?", (trigger_id,)).fetchone()
         if r is None:
-            raise TriggerError(f"ledger {self.path}: no trigger #{trigger_id}")
+            raise TriggerNotFoundError(f"ledger {self.path}: no trigger #{trigger_id}")
         return self._row(r)
 
     def by_run(self, run_id: str) -> LedgerRow | None:

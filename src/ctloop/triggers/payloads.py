@@ -55,6 +55,17 @@ class TriggerRequest(BaseModel):
     model: str | None = None
 
 
+class CancelRequest(BaseModel):
+    """Body of ``POST /triggers/{trigger_id}/cancel`` (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=2000, description="who cancels and why; recorded on the ledger row")
+
+
+MAX_TRIGGER_ID_DIGITS = 18  # SQLite's INTEGER is 64-bit
+
+
 def _errors(exc: ValidationError, what: str) -> str:
     parts = []
     for e in exc.errors()[:5]:
@@ -87,6 +98,22 @@ def parse_trigger_request(body: bytes) -> TriggerRequest:
         return TriggerRequest.model_validate(raw)
     except ValidationError as exc:
         raise PayloadError(_errors(exc, "trigger request")) from exc
+
+
+def parse_cancel_request(body: bytes) -> CancelRequest:
+    """Validate a ``POST /triggers/{trigger_id}/cancel`` body (an empty body: no reason given)."""
+    raw = parse_json(body, "cancel request") if body.strip() else {}
+    try:
+        return CancelRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise PayloadError(_errors(exc, "cancel request")) from exc
+
+
+def parse_trigger_id(text: str, where: str) -> int:
+    """A ledger row id from a URL path segment: a positive decimal integer, else :class:`PayloadError`."""
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_TRIGGER_ID_DIGITS or int(text) < 1:
+        raise PayloadError(f"{where}: trigger id {text[:40]!r} is not a positive integer (see `ctloop triggers`)")
+    return int(text)
 
 
 def webhook_triggers(hook: WebhookV4, default_model: str) -> list[Trigger]:

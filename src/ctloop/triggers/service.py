@@ -15,9 +15,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from ctloop.config import ProjectConfig
-from ctloop.errors import ConfigError, CtloopError, SubmitError
+from ctloop.errors import CancelConflictError, ConfigError, CtloopError, SubmitError
 from ctloop.quality.types import PerformanceSnapshot
-from ctloop.triggers.ledger import Ledger, LedgerRow, utcnow
+from ctloop.triggers.ledger import Ledger, LedgerRow, iso, utcnow
 from ctloop.triggers.orchestrators import ORCHESTRATORS, orchestrator_submitter
 from ctloop.triggers.performance import PerformanceEvaluator, performance_rule
 from ctloop.triggers.policy import Decision, Policy, Trigger
@@ -68,6 +68,15 @@ def drifted_features(registry: CollectorRegistry, model: str) -> list[str]:
             if s.name == DETECTED_METRIC and s.labels.get("model") == model and s.value > 0:
                 out.add(s.labels.get("feature", ""))
     return sorted(out - {""})
+
+
+def _kept_from(status: str) -> tuple[str, ...]:
+    """The recorded statuses a report of ``status`` must not overwrite."""
+    if status not in FINAL_STATUSES:
+        return FINAL_STATUSES  # a finished run stays finished
+    if status == "succeeded":
+        return ()  # a registered version is the truth, even over a cancel
+    return ("canceled",)  # a cancel and its reason stand against a later failed/canceled report
 
 
 def default_pipeline_file() -> Path:
@@ -181,14 +190,31 @@ class TriggerService:
             update = self.submitter.submit(req)
         except SubmitError as exc:
             log.error("trigger #%s: %s", row.id, exc)
-            self.ledger.set_run(row.id, run_status="submit_failed", error=str(exc), now=self.clock())
+            self.ledger.set_run(row.id, run_status="submit_failed", error=str(exc), now=self.clock(),
+                                unless=("canceled",))
             return
         self.record_update(req, update, only_if_pending=True)
+        if self.ledger.get(row.id).run_status == "canceled":
+            self._stop_late(req)
+
+    def _stop_late(self, req: RunRequest) -> None:
+        """The trigger was canceled while its submission was in flight: stop the run it started."""
+        try:
+            after = self.submitter.cancel(req)
+        except SubmitError as exc:
+            log.error("trigger #%s was canceled during its submission, but its run %s could not be stopped: %s",
+                      req.trigger_id, req.run_id, exc)
+            return
+        if after is not None and after.run_status == "succeeded":
+            self.record_update(req, after)  # it finished (and registered) first: the ledger says so
 
     def record_update(self, req: RunRequest, update: RunUpdate, only_if_pending: bool = False) -> None:
-        """Write a run's status/outcome to its trigger row (submitter callback)."""
-        if only_if_pending and self.ledger.get(req.trigger_id).run_status in FINAL_STATUSES:
-            return  # the run already finished (a fast local run reported before submit returned)
+        """Write a run's status/outcome to its trigger row (submitter callback).
+
+        A finished run stays finished (a late or stale report of an earlier state is dropped), and a
+        canceled row keeps its cancel and reason unless the run turns out to have succeeded (it
+        registered a version before it was stopped): the ledger then says ``succeeded``.
+        """
         self.ledger.set_run(
             req.trigger_id,
             run_status=update.run_status,
@@ -196,7 +222,62 @@ class TriggerService:
             version=update.version,
             error=update.error,
             now=self.clock(),
+            unless=FINAL_STATUSES if only_if_pending else _kept_from(update.run_status),
         )
+
+    def cancel(self, trigger_id: int, reason: str) -> LedgerRow:
+        """Cancel a fired trigger's run and record ``canceled`` with ``reason``; return the updated row.
+
+        A trigger still ``pending`` or ``submit_failed`` has no run: it is marked ``canceled`` without
+        asking the submitter, so neither recovery nor :meth:`retry_failed_submits` submits it again. Any
+        other run is stopped through the submitter. A canceled run is no longer the model's active run;
+        like any finished run it still counts for ``triggers.cooldown_minutes`` and
+        ``triggers.daily_budget``.
+
+        Raises:
+            TriggerNotFoundError: No trigger with this id.
+            CancelConflictError: The trigger was suppressed (no run), or its run already ended (the run
+                may end on its own just before the submitter stops it: that outcome is recorded).
+            SubmitError: The orchestrator could not be asked to stop the run (the row is unchanged).
+        """
+        row = self._cancellable(self.ledger.get(trigger_id))
+        note: dict[str, Any] = {"cancel": {"reason": reason, "at": iso(self.clock())}}
+        if row.run_status in ("pending", "submit_failed"):
+            # only while it has no run: a submission that lands meanwhile makes it `submitted`
+            if self._mark_canceled(row, reason, note, unless=(*FINAL_STATUSES, "submitted", "running")):
+                return self.ledger.get(trigger_id)
+            row = self._cancellable(self.ledger.get(trigger_id))  # submitted meanwhile: stop its run
+        req = self._request(row)
+        after = self.submitter.cancel(req)
+        if after is not None and after.run_status in FINAL_STATUSES and after.run_status != "canceled":
+            self.record_update(req, after)  # it ended on its own first
+            raise CancelConflictError(self._ended(row, after.run_status))
+        if after is None:
+            note["cancel"]["note"] = f"{self.submitter.name} has no run {row.run_id}: nothing to stop"
+        ext = after.external_id if after is not None else None
+        if not self._mark_canceled(row, reason, note, unless=("succeeded",), external_id=ext):
+            raise CancelConflictError(self._ended(row, "succeeded"))
+        log.info("trigger #%s: run %s canceled (%s)", row.id, row.run_id, reason)
+        return self.ledger.get(trigger_id)
+
+    def _cancellable(self, row: LedgerRow) -> LedgerRow:
+        """The row, when it has a run that may still be stopped; else CancelConflictError."""
+        if row.decision != "fired":
+            raise CancelConflictError(
+                f"trigger #{row.id} was {row.decision} ({row.reason_code}: {row.reason}); it has no run to cancel"
+            )
+        if row.run_status in FINAL_STATUSES:
+            raise CancelConflictError(self._ended(row, str(row.run_status)))
+        return row
+
+    @staticmethod
+    def _ended(row: LedgerRow, status: str) -> str:
+        return f"trigger #{row.id}: run {row.run_id} is already {status}; nothing to cancel"
+
+    def _mark_canceled(self, row: LedgerRow, reason: str, note: dict[str, Any], unless: tuple[str, ...],
+                       external_id: str | None = None) -> bool:
+        return self.ledger.set_run(row.id, run_status="canceled", external_id=external_id,
+                                   error=f"canceled: {reason}", now=self.clock(), unless=unless, detail=note)
 
     def recover(self) -> None:
         """After a restart: for fired triggers still ``pending`` ask the submitter whether the run

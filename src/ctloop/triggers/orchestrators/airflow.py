@@ -98,7 +98,9 @@ class AirflowSubmitter(ApiSubmitter):
             return found
         return self._update(resp.json())
 
-    def cancel(self, req: RunRequest) -> RunUpdate:
-        """Mark the DAG run failed (Airflow's way to stop a run)."""
-        resp = self._call("PATCH", self._path(req.run_id), json={"state": "failed"})
-        return self._update(resp.json())
+    def _stop(self, external_id: str) -> RunUpdate:
+        """Mark the DAG run failed, Airflow's way to stop a run (it has no canceled state): reported as
+        ``canceled``, since this failure is the cancel."""
+        resp = self._call("PATCH", self._path(external_id), json={"state": "failed"})
+        return RunUpdate("canceled", external_id=str(resp.json().get("dag_run_id") or external_id),
+                         error="airflow DAG run marked failed to cancel it")

@@ -20,7 +20,7 @@ from ctloop.config import (
     ProjectConfig,
 )
 from ctloop.errors import ConfigError, SubmitError
-from ctloop.triggers.submitters import RunRequest, RunUpdate
+from ctloop.triggers.submitters import FINAL_STATUSES, RunRequest, RunUpdate
 
 RUN_ID_TAG = "ctloop/run-id"
 
@@ -195,8 +195,9 @@ class ApiSubmitter:
         """Start the run on the orchestrator (``submit`` has found none)."""
         raise NotImplementedError
 
-    def _stop(self, external_id: str) -> None:
-        """Ask the orchestrator to stop the run with this id."""
+    def _stop(self, external_id: str) -> RunUpdate | None:
+        """Ask the orchestrator to stop the run with this id; the run's status after, when the answer
+        tells it (else :meth:`cancel` looks it up)."""
         raise NotImplementedError
 
     def submit(self, req: RunRequest) -> RunUpdate:
@@ -214,12 +215,14 @@ class ApiSubmitter:
             return None
 
     def cancel(self, req: RunRequest) -> RunUpdate | None:
-        """Stop the run and report it as it is then; ``None`` when there is no such run."""
+        """Stop the run and report it as it is then; a run that already ended is reported as it ended,
+        untouched; ``None`` when there is no such run."""
         run = self.lookup(req)
         if run is None or run.external_id is None:
             return None
-        self._stop(run.external_id)
-        return self.lookup(req)
+        if run.run_status in FINAL_STATUSES:
+            return run
+        return self._stop(run.external_id) or self.lookup(req)
 
     def close(self) -> None:
         """Close the HTTP client."""
