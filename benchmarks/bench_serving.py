@@ -1,8 +1,9 @@
 """Serving throughput/latency, side by side on the same trained churn model, one worker each:
 
 (a) ``ctloop serve`` (compiled fast path), also with payload logging on: events to a real ``ctloop watch``
-    (which shares the machine's cores) and to a sink that discards them (the server's own cost), and
-    with micro-batching on (64 rows / 500 us);
+    (which shares the machine's cores) and to a sink that discards them (the server's own cost; with the
+    default thread sender and with ``serving.logger.sender: process``), and with micro-batching on
+    (64 rows / 500 us);
 (b) a bare FastAPI app doing ``pandas.DataFrame`` + ``predict_proba`` on the same model folder;
 (c) MLServer + mlserver-sklearn (separate venv, V2: it has no V1) serving the same joblib pipeline;
 (d) ctloop's own HTTP stack returning a constant (the limit of the server itself).
@@ -189,6 +190,9 @@ def main() -> None:  # noqa: C901 - one linear script
         raw["serving"]["logger"] = {"url": f"http://127.0.0.1:{sink_port}/events"}
         nulled = project.parent / "ctloop-null-sink.yaml"
         nulled.write_text(yaml.safe_dump(raw))
+        raw["serving"]["logger"] = {"url": f"http://127.0.0.1:{sink_port}/events", "sender": "process"}
+        nulled_process = project.parent / "ctloop-null-sink-process.yaml"
+        nulled_process.write_text(yaml.safe_dump(raw))
 
         raw["serving"].pop("logger")
         raw["serving"]["batching"] = {"enabled": True, "max_batch_size": 64, "max_wait_us": 500}
@@ -207,6 +211,8 @@ def main() -> None:  # noqa: C901 - one linear script
         start("(a) ctloop", [*ctl, "--config", str(project)], "/v1/models/{name}:predict")
         start("(a) ctloop, logging on (watcher)", [*ctl, "--config", str(logged)], "/v1/models/{name}:predict")
         start("(a) ctloop, logging on (null sink)", [*ctl, "--config", str(nulled)], "/v1/models/{name}:predict")
+        start("(a) ctloop, logging on (null sink, process sender)", [*ctl, "--config", str(nulled_process)],
+              "/v1/models/{name}:predict")
         start("(a) ctloop, micro-batching 64 rows / 500 us", [*ctl, "--config", str(batched)],
               "/v1/models/{name}:predict")
         start("(b) bare FastAPI + pandas", [sys.executable, str(ROOT / "benchmarks/bare_serving_app.py"),
@@ -265,6 +271,12 @@ def main() -> None:  # noqa: C901 - one linear script
             print(f"\npayload logging: {int(posts)} POSTs to the watcher carried {int(sent)} events "
                   f"({int(dropped)} dropped) and {int(rows)} request rows the watcher ingested: "
                   f"{rows / max(posts, 1):.1f} rows per POST")
+        for name in ("(a) ctloop, logging on (null sink)", "(a) ctloop, logging on (null sink, process sender)"):
+            if name in servers:
+                base = servers[name][1].split("/v1/")[0]
+                print(f"{name}: {int(_metric(base, 'ctloop_serving_payload_events_sent_total'))} events sent, "
+                      f"{int(_metric(base, 'ctloop_serving_payload_events_dropped_total'))} dropped, "
+                      f"{int(_metric(base, 'ctloop_serving_payload_posts_total'))} POSTs")
         print("goals: (a)/(b) >= 15x, (a)/(c) >= 15x, (a)/(d) >= 0.5x at c=16; p99 <= 10 ms at c=16; "
               "logging on >= 0.9x off; <= 1 POST per 32 rows")
     finally:

@@ -135,7 +135,8 @@ class ServerProcess(CliProcess):
 class EventSink:
     """A real HTTP server on loopback that records every POSTed event (headers + body)."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, status: int = 202) -> None:
+        self.posts = 0
         self.events: list[tuple[dict[str, str], bytes]] = []
         self.lock = threading.Lock()
         sink = self
@@ -146,8 +147,10 @@ class EventSink:
                 if delay:
                     time.sleep(delay)
                 with sink.lock:
-                    sink.events.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(202)
+                    sink.posts += 1
+                    if status < 300:
+                        sink.events.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

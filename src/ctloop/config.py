@@ -279,6 +279,9 @@ class PayloadLoggerConfig(_Section):
     queue_size: int = Field(10_000, ge=1)
     timeout_seconds: float = Field(2.0, gt=0, le=60)
     source: str = "ctloop-serving"
+    sender: Literal["thread", "process"] = Field(
+        "thread", description="thread: batch and POST from a thread of the server process; process: a child "
+        "process per server process does it, fed through a non-blocking pipe (the sending runs on another core)")
 
 
 class BatchingConfig(_Section):

@@ -48,6 +48,7 @@ def test_uris_with_scheme_are_kept(tmp_path: Path) -> None:
         ({"deploy": {"mode": "ftp"}}, "deploy.mode"),
         ({"data": {"source": "d", "window_days": 0}}, "data.window_days"),
         ({"bogus": 1}, "bogus: unknown key"),
+        ({"serving": {"logger": {"sender": "fork"}}}, "serving.logger.sender: Input should be 'thread' or 'process'"),
         ({"name": "Not A DNS Name"}, "name: must be a lowercase DNS label"),
         ({"kfp": {"images": {"runtime": "repo/img:latest"}}}, "kfp.images.runtime"),
     ],
@@ -86,3 +87,9 @@ def test_json_round_trip_and_hash(project: Path) -> None:
     assert changed.config_hash() != cfg.config_hash()
     with pytest.raises(ConfigError, match="config_json: not valid JSON"):
         config_from_json("{")
+
+
+def test_logger_sender_defaults_to_thread_and_accepts_process(tmp_path: Path) -> None:
+    assert parse_config(dict(MINIMAL), base=tmp_path).serving.logger.sender == "thread"
+    raw = {**MINIMAL, "serving": {"logger": {"sender": "process"}}}
+    assert parse_config(raw, base=tmp_path).serving.logger.sender == "process"

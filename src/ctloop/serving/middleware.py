@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ctloop.serving.metrics import ServingMetrics
-from ctloop.serving.payload import PayloadLogger, sanitize_event_id
+from ctloop.serving.payload import EventEmitter, sanitize_event_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,7 +46,7 @@ class ServingMiddleware:
     """Wraps the KServe FastAPI app."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ServingMetrics,
-                 payload_logger: PayloadLogger | None = None, body_timeout_seconds: float = 30.0) -> None:
+                 payload_logger: EventEmitter | None = None, body_timeout_seconds: float = 30.0) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.body_timeout = body_timeout_seconds

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -102,6 +102,30 @@ def build_events(event_id: str, request: bytes, response: bytes, source: str, ct
     return out
 
 
+class EventEmitter(Protocol):
+    """What the middleware needs of a payload logger: :class:`PayloadLogger` or the process sender."""
+
+    def emit(self, event_id: str, request: bytes, response: bytes, original_id: str | None = None) -> None:
+        """Hand one request/response pair over; never blocks."""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush and stop."""
+
+
+def stamp(event_id: str, original_id: str | None) -> tuple[str, str | None, str]:
+    """The safe id, the original id and the event time of a pair emitted now (see :meth:`PayloadLogger.emit`)."""
+    now = dt.datetime.now(dt.UTC).isoformat()
+    if original_id is not None:
+        return event_id, original_id, now
+    safe_id, original = sanitize_event_id(event_id)
+    return safe_id, original, now
+
+
+def make_pair(event_id: str, time: str, original_id: str | None, request: bytes, response: bytes) -> _Pair:
+    """An inference pair as the sender batches it."""
+    return _Pair(event_id, request, response, REQUEST_TYPE, RESPONSE_TYPE, time, original_id)
+
+
 class PayloadLogger:
     """Queues inference pairs and sends them as CloudEvents from a background thread."""
 
@@ -122,12 +146,16 @@ class PayloadLogger:
 
         ``event_id`` is sanitised here unless ``original_id`` says it already was (the middleware does so
         that prediction ids and events share one safe request id)."""
-        now = dt.datetime.now(dt.UTC).isoformat()
-        safe_id, original = (event_id, original_id) if original_id is not None else sanitize_event_id(event_id)
+        safe_id, original, now = stamp(event_id, original_id)
         try:
             self._queue.put_nowait(_Pair(safe_id, request, response, REQUEST_TYPE, RESPONSE_TYPE, now, original))
         except queue.Full:
             self.metrics.events_dropped.labels(reason="queue_full").inc(2)
+
+    def put(self, pair: _Pair) -> None:
+        """Enqueue a pair, waiting while the queue is full (the process sender's pipe reader: the pipe
+        then fills and the server drops, counted, instead)."""
+        self._queue.put(pair)
 
     def start(self) -> PayloadLogger:
         """Start the sender thread."""

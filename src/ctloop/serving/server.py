@@ -197,7 +197,8 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
     from ctloop.registry import Registry
     from ctloop.serving.grpc_server import grpc_server_class
     from ctloop.serving.metrics import ServingMetrics
-    from ctloop.serving.payload import EventContext, PayloadLogger
+    from ctloop.serving.payload import EventContext, EventEmitter, PayloadLogger
+    from ctloop.serving.payload_process import ProcessPayloadLogger
     from ctloop.serving.watcher import ChampionWatcher
 
     sc = cfg.serving
@@ -222,12 +223,13 @@ def serve(cfg: ProjectConfig, port: int | None = None, model_dir: str | None = N
         watcher = ChampionWatcher(reg, model, sc.poll_seconds)
     model.load()
 
-    payload_logger = None
+    payload_logger: EventEmitter | None = None
     if sc.logger.url:
         ctx = EventContext(inferenceservicename=cfg.name, namespace=sc.namespace, component=sc.component)
         events_token = read_bearer_token(cfg.drift.events_token_file, "drift.events_token_file") \
             if cfg.drift.events_token_file else None
-        payload_logger = PayloadLogger(sc.logger, ctx, metrics, token=events_token).start()
+        sender = ProcessPayloadLogger if sc.logger.sender == "process" else PayloadLogger
+        payload_logger = sender(sc.logger, ctx, metrics, token=events_token).start()
 
     repository_token = read_bearer_token(sc.token_file, "serving.token_file") \
         if sc.repository_api and sc.token_file else None
