@@ -266,3 +266,17 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class Clock:
+    """A settable clock for the trigger service (starts 2026-11-29 08:00 UTC)."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        """Move the clock forward (``timedelta`` keywords)."""
+        self.now += dt.timedelta(**kw)

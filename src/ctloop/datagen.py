@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,16 +169,23 @@ def write_stream(
     """Write ``days`` daily partitions under ``out`` and return the files written."""
     root = Path(out)
     written = []
-    for i in range(days):
-        day = start + dt.timedelta(days=i)
+    for day, frame in _days(start, days, seed, rows_per_day, drift, id_column):
         part = root / f"date={day.isoformat()}"
         part.mkdir(parents=True, exist_ok=True)
         path = part / "part-0.parquet"
         tmp = part / ".part-0.parquet.tmp"
-        generate_day(day, rows_per_day, seed, drift, id_column).to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False)
         tmp.replace(path)
         written.append(path)
     return written
+
+
+def _days(start: dt.date, days: int, seed: int, rows_per_day: int, drift: DriftSpec | None,
+          id_column: str) -> Iterator[tuple[dt.date, pd.DataFrame]]:
+    """Each day of the stream with its generated rows, one at a time."""
+    for i in range(days):
+        day = start + dt.timedelta(days=i)
+        yield day, generate_day(day, rows_per_day, seed, drift, id_column)
 
 
 def is_remote(out: str) -> bool:
@@ -210,11 +218,10 @@ def write_stream_uri(
     except (ImportError, ValueError) as exc:
         raise DataError(f"--out {uri!r}: cannot open this storage ({exc})") from exc
     written = []
-    for i in range(days):
-        day = start + dt.timedelta(days=i)
+    for day, frame in _days(start, days, seed, rows_per_day, drift, id_column):
         path = f"{root.rstrip('/')}/date={day.isoformat()}/part-0.parquet"
         buf = io.BytesIO()
-        generate_day(day, rows_per_day, seed, drift, id_column).to_parquet(buf, index=False)
+        frame.to_parquet(buf, index=False)
         try:
             fs.pipe_file(path, buf.getvalue())
         except OSError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -80,25 +81,27 @@ def _split(path: str) -> tuple[str, str]:
     return bucket, key
 
 
-class _HashCas:
+class _HashCas(ABC):
     """Check-then-write with the content's SHA-256 as the token: safe only while the caller is the one
     writer (the registry's flock on a local folder, or ``registry.single_writer``)."""
 
     kind: str
 
+    @abstractmethod
     def _load(self, path: str) -> bytes:
         """The document's bytes (FileNotFoundError when absent)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _exists(self, path: str) -> bool:
-        raise NotImplementedError
+        """Whether ``path`` exists."""
 
+    @abstractmethod
     def _write(self, path: str, data: bytes) -> None:
-        raise NotImplementedError
+        """Write ``data`` to ``path`` (replacing it)."""
 
+    @abstractmethod
     def _remove(self, path: str) -> None:
         """Delete ``path`` (FileNotFoundError when already gone)."""
-        raise NotImplementedError
 
     def read(self, path: str) -> tuple[bytes, str] | None:
         """The document and the SHA-256 of its bytes."""

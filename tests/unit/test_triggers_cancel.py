@@ -3,7 +3,6 @@ by the recording submitter), what the ledger keeps, and what the policy does wit
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from pathlib import Path
 
@@ -14,20 +13,9 @@ from ctloop.errors import CancelConflictError, TriggerNotFoundError
 from ctloop.triggers.payloads import PayloadError, parse_cancel_request, parse_trigger_id
 from ctloop.triggers.policy import Trigger
 from ctloop.triggers.submitters import RunUpdate
-from tests.helpers_triggers import RecordingSubmitter, build_service, trigger_project, wait_for
+from tests.helpers_triggers import Clock, RecordingSubmitter, build_service, trigger_project, wait_for
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += dt.timedelta(**kw)
 
 
 @pytest.fixture

@@ -16,20 +16,9 @@ from ctloop.triggers.payloads import PayloadError, parse_trigger_request, parse_
 from ctloop.triggers.policy import Trigger
 from ctloop.triggers.rules import AlertRule, EmbeddedEvaluator, duration_seconds
 from ctloop.triggers.sources import schedule_slot, schedule_trigger
-from tests.helpers_triggers import RecordingSubmitter, build_service, trigger_project, webhook
+from tests.helpers_triggers import Clock, RecordingSubmitter, build_service, trigger_project, webhook
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += dt.timedelta(**kw)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -82,31 +82,32 @@ def parse_json(body: bytes, what: str) -> Any:
         raise PayloadError(f"{what}: body is not valid JSON or is nested too deeply ({exc})") from None
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate(model: type[M], raw: Any, what: str) -> M:
+    """``raw`` as ``model``, or a :class:`PayloadError` naming ``what`` and each bad field."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise PayloadError(_errors(exc, what)) from exc
+
+
 def parse_webhook(body: bytes) -> WebhookV4:
     """Validate an Alertmanager webhook v4 body."""
-    raw = parse_json(body, "alertmanager webhook")
-    try:
-        return WebhookV4.model_validate(raw)
-    except ValidationError as exc:
-        raise PayloadError(_errors(exc, "alertmanager webhook (version 4)")) from exc
+    return _validate(WebhookV4, parse_json(body, "alertmanager webhook"), "alertmanager webhook (version 4)")
 
 
 def parse_trigger_request(body: bytes) -> TriggerRequest:
     """Validate a ``POST /trigger`` body (an empty body means a manual trigger)."""
     raw = parse_json(body, "trigger request") if body.strip() else {}
-    try:
-        return TriggerRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise PayloadError(_errors(exc, "trigger request")) from exc
+    return _validate(TriggerRequest, raw, "trigger request")
 
 
 def parse_cancel_request(body: bytes) -> CancelRequest:
     """Validate a ``POST /triggers/{trigger_id}/cancel`` body (an empty body: no reason given)."""
     raw = parse_json(body, "cancel request") if body.strip() else {}
-    try:
-        return CancelRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise PayloadError(_errors(exc, "cancel request")) from exc
+    return _validate(CancelRequest, raw, "cancel request")
 
 
 def parse_trigger_id(text: str, where: str) -> int:
